@@ -1,0 +1,104 @@
+"""The explicit map of kind name -> KindSpec. Importing this module imports no cloud SDK."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from janitor.clouds.base import KindSpec
+from janitor.model import Cloud, Confidence
+
+_SPECS: tuple[KindSpec, ...] = (
+    KindSpec(
+        name="aws.sagemaker-endpoint",
+        cloud=Cloud.AWS,
+        title="SageMaker real-time endpoint",
+        evidence=(
+            "CloudWatch AWS/SageMaker Invocations, Sum per day, per EndpointName + VariantName "
+            "(the exact dimension set); all variants must be idle"
+        ),
+        confidence=Confidence.HIGH,
+        action="delete",
+        read_permissions=(
+            "sagemaker:ListEndpoints",
+            "sagemaker:DescribeEndpoint",
+            "sagemaker:DescribeEndpointConfig",
+            "tag:GetResources",
+            "cloudwatch:ListMetrics",
+            "cloudwatch:GetMetricData",
+        ),
+        action_permissions=(
+            "sagemaker:DescribeEndpoint",
+            "sagemaker:DescribeEndpointConfig",
+            "sagemaker:ListTags",
+            "sagemaker:DeleteEndpoint",
+            "sagemaker:CreateEndpoint",
+            "sagemaker:CreateEndpointConfig",
+            "sagemaker:AddTags",
+        ),
+        stoppable_states=("InService",),
+        thresholds={"invocations_per_day": 0.0},
+        max_lookback=timedelta(days=455),
+        factory="janitor.clouds.aws.sagemaker_endpoint:build",
+    ),
+    KindSpec(
+        name="aws.sagemaker-notebook",
+        cloud=Cloud.AWS,
+        title="SageMaker notebook instance",
+        evidence=(
+            "CloudTrail CreatePresignedNotebookInstanceUrl (every console or API open) and "
+            "StartNotebookInstance events, else the last start/modification time"
+        ),
+        confidence=Confidence.MEDIUM,
+        action="stop",
+        read_permissions=(
+            "sagemaker:ListNotebookInstances",
+            "sagemaker:DescribeNotebookInstance",
+            "tag:GetResources",
+            "cloudtrail:LookupEvents",
+        ),
+        action_permissions=(
+            "sagemaker:DescribeNotebookInstance",
+            "sagemaker:StopNotebookInstance",
+            "sagemaker:StartNotebookInstance",
+        ),
+        stoppable_states=("InService",),
+        thresholds={},
+        max_lookback=timedelta(days=90),  # CloudTrail event history retention
+        factory="janitor.clouds.aws.sagemaker_notebook:build",
+    ),
+    KindSpec(
+        name="aws.ec2-gpu",
+        cloud=Cloud.AWS,
+        title="EC2 GPU / accelerator instance (p, g, trn, inf, dl families)",
+        evidence=(
+            "CWAgent nvidia_smi_utilization_gpu, Maximum per day, max across GPUs (high); "
+            "else AWS/EC2 CPUUtilization Maximum + NetworkIn/NetworkOut per day (low)"
+        ),
+        confidence=Confidence.HIGH,
+        action="stop",
+        read_permissions=(
+            "ec2:DescribeInstances",
+            "cloudwatch:ListMetrics",
+            "cloudwatch:GetMetricData",
+        ),
+        action_permissions=("ec2:DescribeInstances", "ec2:StopInstances", "ec2:StartInstances"),
+        stoppable_states=("running",),
+        thresholds={
+            "gpu_utilization_percent": 5.0,
+            "cpu_utilization_percent": 10.0,
+            "network_mb_per_day": 100.0,
+        },
+        max_lookback=timedelta(days=455),
+        factory="janitor.clouds.aws.ec2_gpu:build",
+    ),
+)
+
+KINDS: dict[str, KindSpec] = {spec.name: spec for spec in _SPECS}
+
+
+def get(kind: str) -> KindSpec:
+    try:
+        return KINDS[kind]
+    except KeyError:
+        known = ", ".join(sorted(KINDS))
+        raise KeyError(f"unknown kind {kind!r} (known kinds: {known})") from None

@@ -1,0 +1,1 @@
+"""Data shipped with janitor: the default policy and the offline price catalog."""

@@ -1,0 +1,323 @@
+"""The policy file: pydantic models, validated whole before any cloud is called.
+
+Errors name the file, the rule and the field. Deployment-specific values can be overridden from
+the environment: JANITOR_POLICY (which file), JANITOR_STATE_URL, JANITOR_REGIONS.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from janitor.clouds import registry
+from janitor.model import Cloud
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([dhmw])\s*$")
+_UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1),
+          "w": timedelta(weeks=1)}
+
+
+def parse_duration(value: object) -> timedelta:
+    """`30d`, `12h`, `90m`, `2w`; a bare number is days. Negative or zero is refused."""
+    if isinstance(value, timedelta):
+        result = value
+    elif isinstance(value, bool):
+        raise ValueError("a duration like 30d or 12h is required")
+    elif isinstance(value, int | float):
+        result = timedelta(days=value)
+    elif isinstance(value, str):
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError(
+                f"{value!r} is not a duration: use a positive number with d, h, m or w (30d, 12h)"
+            )
+        result = float(match.group(1)) * _UNITS[match.group(2)]
+    else:
+        raise ValueError("a duration like 30d or 12h is required")
+    if result <= timedelta(0):
+        raise ValueError(f"{value!r}: a duration must be positive")
+    return result
+
+
+def format_duration(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    if seconds % 86400 == 0:
+        return f"{seconds // 86400}d"
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 60}m"
+
+
+Duration = Annotated[
+    timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)
+]
+
+DEFAULT_OWNER_TAGS = ("owner", "Owner", "owner-email", "created-by")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Defaults(_Strict):
+    notify_after: Duration = timedelta(days=30)
+    stop_after: Duration = timedelta(days=60)
+    warning: Duration = timedelta(days=7)
+    owner_tags: tuple[str, ...] = DEFAULT_OWNER_TAGS
+    exempt_tag: str = "janitor-exempt"
+    max_stops_per_run: int = Field(default=25, ge=0)
+
+
+class RuleModel(_Strict):
+    name: str = Field(min_length=1)
+    kind: str
+    enabled: bool = True
+    action: str | None = None  # None: the kind's own action; "notify-only" never stops
+    notify_after: Duration | None = None
+    stop_after: Duration | None = None
+    warning: Duration | None = None
+    lookback: Duration | None = None
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    regions: tuple[str, ...] | None = None
+    owner_tags: tuple[str, ...] | None = None
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        try:
+            registry.get(value)
+        except KeyError as exc:
+            raise ValueError(str(exc.args[0])) from None
+        return value
+
+    @model_validator(mode="after")
+    def _fits_kind(self) -> RuleModel:
+        spec = registry.get(self.kind)
+        unknown = sorted(set(self.thresholds) - set(spec.thresholds))
+        if unknown:
+            allowed = ", ".join(sorted(spec.thresholds)) or "none"
+            raise ValueError(
+                f"thresholds {unknown} are not known for {self.kind} (allowed: {allowed})"
+            )
+        if self.action not in (None, spec.action, "notify-only"):
+            raise ValueError(
+                f"action {self.action!r} is not available for {self.kind} "
+                f"(use {spec.action!r} or 'notify-only')"
+            )
+        return self
+
+
+class AwsAccount(_Strict):
+    name: str | None = None
+    role_arn: str | None = None  # assumed from the base credentials; None: the base credentials
+    external_id: str | None = None
+
+
+class AwsSettings(_Strict):
+    regions: tuple[str, ...] = ()  # empty: the session's region
+    accounts: tuple[AwsAccount, ...] = ()  # empty: the account of the base credentials
+    max_concurrency: int = Field(default=8, ge=1, le=64)
+
+
+class SlackSettings(_Strict):
+    fallback_channel: str | None = None
+    summary_channel: str | None = None
+
+
+class NotifierSettings(_Strict):
+    type: Literal["console", "slack"] = "console"
+    slack: SlackSettings = SlackSettings()
+
+
+class PolicyModel(_Strict):
+    version: Literal[1] = 1
+    state_url: str | None = None
+    defaults: Defaults = Defaults()
+    aws: AwsSettings = AwsSettings()
+    notifier: NotifierSettings = NotifierSettings()
+    rules: tuple[RuleModel, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> PolicyModel:
+        seen: set[str] = set()
+        for rule in self.rules:
+            if rule.name in seen:
+                raise ValueError(f"rule name {rule.name!r} is used twice")
+            seen.add(rule.name)
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A rule with every default resolved: what the pipeline and the lifecycle read."""
+
+    name: str
+    kind: str
+    cloud: Cloud
+    action: str
+    notify_after: timedelta
+    stop_after: timedelta
+    warning: timedelta
+    lookback: timedelta
+    thresholds: Mapping[str, float]
+    regions: tuple[str, ...] | None
+    owner_tags: tuple[str, ...]
+    exempt_tag: str
+
+    @property
+    def may_stop(self) -> bool:
+        return self.action != "notify-only"
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    source: str
+    state_url: str | None
+    rules: tuple[Rule, ...]
+    aws: AwsSettings
+    notifier: NotifierSettings
+    max_stops_per_run: int
+
+    def clouds(self) -> set[Cloud]:
+        return {rule.cloud for rule in self.rules}
+
+
+class PolicyError(Exception):
+    """A policy that cannot be used; the message is one or more complete lines for the user."""
+
+
+def _resolve(model: PolicyModel, source: str) -> Policy:
+    d = model.defaults
+    rules: list[Rule] = []
+    problems: list[str] = []
+    for index, raw in enumerate(model.rules):
+        spec = registry.get(raw.kind)
+        notify_after = raw.notify_after or d.notify_after
+        stop_after = raw.stop_after or d.stop_after
+        warning = raw.warning or d.warning
+        where = f"{source}: rule {raw.name!r} (rules[{index}])"
+        if stop_after <= notify_after:
+            problems.append(f"{where}: stop_after ({format_duration(stop_after)}) must be later "
+                            f"than notify_after ({format_duration(notify_after)})")
+        if warning > stop_after - notify_after:
+            problems.append(f"{where}: warning ({format_duration(warning)}) must fit between "
+                            f"notify_after and stop_after")
+        lookback = raw.lookback or stop_after + timedelta(days=14)
+        lookback = min(lookback, spec.max_lookback)
+        if not raw.enabled:
+            continue
+        rules.append(Rule(
+            name=raw.name,
+            kind=raw.kind,
+            cloud=spec.cloud,
+            action=raw.action or spec.action,
+            notify_after=notify_after,
+            stop_after=stop_after,
+            warning=warning,
+            lookback=lookback,
+            thresholds={**spec.thresholds, **raw.thresholds},
+            regions=raw.regions,
+            owner_tags=raw.owner_tags or d.owner_tags,
+            exempt_tag=d.exempt_tag,
+        ))
+    if problems:
+        raise PolicyError("\n".join(problems))
+    if not rules:
+        raise PolicyError(f"{source}: every rule is disabled; nothing to do")
+    return Policy(
+        source=source,
+        state_url=model.state_url,
+        rules=tuple(rules),
+        aws=model.aws,
+        notifier=model.notifier,
+        max_stops_per_run=d.max_stops_per_run,
+    )
+
+
+def _format_validation_error(exc: ValidationError, data: Any, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = list(err["loc"])
+        where = source
+        if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
+            index = loc[1]
+            rules = data.get("rules") if isinstance(data, dict) else None
+            name = None
+            if isinstance(rules, list) and index < len(rules) and isinstance(rules[index], dict):
+                name = rules[index].get("name")
+            where += f": rule {name!r} (rules[{index}])" if name else f": rules[{index}]"
+            loc = loc[2:]
+        field = ".".join(str(part) for part in loc if not str(part).startswith("function-"))
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field"
+        lines.append(f"{where}: {field or '(policy)'}: {msg}" if field else f"{where}: {msg}")
+    return "\n".join(lines)
+
+
+def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    data = dict(data)
+    if env.get("JANITOR_STATE_URL"):
+        data["state_url"] = env["JANITOR_STATE_URL"]
+    if env.get("JANITOR_REGIONS"):
+        regions = [r.strip() for r in env["JANITOR_REGIONS"].split(",") if r.strip()]
+        aws = dict(data.get("aws") or {})
+        aws["regions"] = regions
+        data["aws"] = aws
+    return data
+
+
+def parse_policy(text: str, source: str, env: Mapping[str, str] | None = None) -> Policy:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise PolicyError(f"{source}:{where}: not valid YAML: {problem}") from None
+    if not isinstance(data, dict):
+        raise PolicyError(f"{source}: a policy is a YAML mapping with a 'rules' list")
+    data = _apply_env(data, os.environ if env is None else env)
+    try:
+        model = PolicyModel.model_validate(data)
+    except ValidationError as exc:
+        raise PolicyError(_format_validation_error(exc, data, source)) from None
+    return _resolve(model, source)
+
+
+DEFAULT_POLICY = "<embedded default policy>"
+
+
+def default_policy_text() -> str:
+    return resources.files("janitor.data").joinpath("default.yaml").read_text(encoding="utf-8")
+
+
+def load_policy(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Policy:
+    """Load from `path`, else $JANITOR_POLICY, else the embedded default policy."""
+    environ = os.environ if env is None else env
+    chosen = str(path) if path else environ.get("JANITOR_POLICY")
+    if not chosen:
+        return parse_policy(default_policy_text(), DEFAULT_POLICY, environ)
+    try:
+        text = Path(chosen).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyError(f"{chosen}: cannot read policy file: {exc.strerror}") from None
+    return parse_policy(text, chosen, environ)
