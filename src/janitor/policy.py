@@ -31,8 +31,12 @@ from janitor.clouds import registry
 from janitor.model import Cloud
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([dhmw])\s*$")
-_UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1),
-          "w": timedelta(weeks=1)}
+_UNITS = {
+    "m": timedelta(minutes=1),
+    "h": timedelta(hours=1),
+    "d": timedelta(days=1),
+    "w": timedelta(weeks=1),
+}
 
 
 def parse_duration(value: object) -> timedelta:
@@ -40,7 +44,7 @@ def parse_duration(value: object) -> timedelta:
     if isinstance(value, timedelta):
         result = value
     elif isinstance(value, bool):
-        raise ValueError("a duration like 30d or 12h is required")
+        raise ValueError("a duration like 30d or 12h is required")  # noqa: TRY004 (pydantic)
     elif isinstance(value, int | float):
         result = timedelta(days=value)
     elif isinstance(value, str):
@@ -51,7 +55,7 @@ def parse_duration(value: object) -> timedelta:
             )
         result = float(match.group(1)) * _UNITS[match.group(2)]
     else:
-        raise ValueError("a duration like 30d or 12h is required")
+        raise ValueError("a duration like 30d or 12h is required")  # noqa: TRY004 (pydantic)
     if result <= timedelta(0):
         raise ValueError(f"{value!r}: a duration must be positive")
     return result
@@ -215,29 +219,35 @@ def _resolve(model: PolicyModel, source: str) -> Policy:
         warning = raw.warning or d.warning
         where = f"{source}: rule {raw.name!r} (rules[{index}])"
         if stop_after <= notify_after:
-            problems.append(f"{where}: stop_after ({format_duration(stop_after)}) must be later "
-                            f"than notify_after ({format_duration(notify_after)})")
+            problems.append(
+                f"{where}: stop_after ({format_duration(stop_after)}) must be later "
+                f"than notify_after ({format_duration(notify_after)})"
+            )
         if warning > stop_after - notify_after:
-            problems.append(f"{where}: warning ({format_duration(warning)}) must fit between "
-                            f"notify_after and stop_after")
+            problems.append(
+                f"{where}: warning ({format_duration(warning)}) must fit between "
+                f"notify_after and stop_after"
+            )
         lookback = raw.lookback or stop_after + timedelta(days=14)
         lookback = min(lookback, spec.max_lookback)
         if not raw.enabled:
             continue
-        rules.append(Rule(
-            name=raw.name,
-            kind=raw.kind,
-            cloud=spec.cloud,
-            action=raw.action or spec.action,
-            notify_after=notify_after,
-            stop_after=stop_after,
-            warning=warning,
-            lookback=lookback,
-            thresholds={**spec.thresholds, **raw.thresholds},
-            regions=raw.regions,
-            owner_tags=raw.owner_tags or d.owner_tags,
-            exempt_tag=d.exempt_tag,
-        ))
+        rules.append(
+            Rule(
+                name=raw.name,
+                kind=raw.kind,
+                cloud=spec.cloud,
+                action=raw.action or spec.action,
+                notify_after=notify_after,
+                stop_after=stop_after,
+                warning=warning,
+                lookback=lookback,
+                thresholds={**spec.thresholds, **raw.thresholds},
+                regions=raw.regions,
+                owner_tags=raw.owner_tags or d.owner_tags,
+                exempt_tag=d.exempt_tag,
+            )
+        )
     if problems:
         raise PolicyError("\n".join(problems))
     if not rules:

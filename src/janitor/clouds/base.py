@@ -19,7 +19,7 @@ class Scanner(Protocol):
         ...
 
     def describe(self, resources: Sequence[Resource]) -> list[Resource]:
-        """Fill in what listing does not return (instance type, count) for action candidates only."""
+        """Fill in what listing leaves out (instance type, count), for action candidates only."""
         ...
 
 

@@ -48,7 +48,8 @@ class AwsScope:
         return self.account_name or self.account_id
 
     def client(self, service: str) -> Any:
-        return self.session.client(service, region_name=self.region, config=CLIENT_CONFIG)
+        make: Any = self.session.client  # typed per service by the stubs; callers annotate
+        return make(service, region_name=self.region, config=CLIENT_CONFIG)
 
 
 def base_session() -> boto3.Session:
@@ -103,8 +104,9 @@ def open_accounts(
     return opened, failed
 
 
-def regions_for(settings: AwsSettings, rule_regions: Sequence[str] | None,
-                session: boto3.Session) -> tuple[str, ...]:
+def regions_for(
+    settings: AwsSettings, rule_regions: Sequence[str] | None, session: boto3.Session
+) -> tuple[str, ...]:
     if rule_regions:
         return tuple(rule_regions)
     if settings.regions:
@@ -133,5 +135,10 @@ def one_line(exc: BaseException) -> str:
 
 def is_access_denied(exc: ClientError) -> bool:
     code = exc.response.get("Error", {}).get("Code", "")
-    return code in {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation",
-                    "UnrecognizedClientException", "AuthFailure"}
+    return code in {
+        "AccessDenied",
+        "AccessDeniedException",
+        "UnauthorizedOperation",
+        "UnrecognizedClientException",
+        "AuthFailure",
+    }

@@ -1,0 +1,241 @@
+"""Pure lifecycle decisions: notice, warning, stop, streak resets and exemptions.
+
+No I/O here and no clock: `now` is always a parameter. The pipeline calls `decide` for every
+resource and, once a side effect really happened (a message delivered, a stop done), calls
+`next_state` to learn what to remember.
+
+The rules:
+- An idle streak starts at the last activity, else at the resource's last start or creation.
+  Activity (or a new start) ends the streak; the next idle period starts fresh.
+- At `notify_after` idle: one notice. At `stop_after - warning`: one warning naming the stop date.
+  When both are due at once (first run on an old resource) only the warning is sent.
+- Stop at `stop_after`, and never sooner than `warning` after a warning that was delivered.
+- Unknown is never idle. Exempt resources are skipped, and reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, time, timedelta
+
+from janitor.model import (
+    Action,
+    Decision,
+    LifecycleState,
+    Resource,
+    Status,
+    Verdict,
+    require_aware,
+)
+from janitor.policy import Rule
+
+_TRUE_WORDS = frozenset({"true", "yes", "1", "on", "forever", "permanent"})
+
+
+@dataclass(frozen=True, slots=True)
+class Exemption:
+    exempt: bool
+    reason: str
+    until: datetime | None = None
+
+
+def exemption(tags: Mapping[str, str], tag_key: str, now: datetime) -> Exemption:
+    """Read the opt-out tag: `true`, or an ISO date the exemption lasts until (inclusive).
+
+    A value that is neither is treated as exempt: somebody meant to opt out, and guessing
+    otherwise could stop something in use.
+    """
+    value = _tag(tags, tag_key)
+    if value is None:
+        return Exemption(False, "")
+    text = value.strip()
+    if text.lower() in _TRUE_WORDS:
+        return Exemption(True, f"tag {tag_key}={text}")
+    if text.lower() in {"false", "no", "0", "off", ""}:
+        return Exemption(False, f"tag {tag_key}={text} does not exempt")
+    try:
+        until_date = date.fromisoformat(text[:10])
+    except ValueError:
+        return Exemption(True, f"tag {tag_key}={text!r} is not 'true' or a date; treated as exempt")
+    until = datetime.combine(until_date + timedelta(days=1), time.min, tzinfo=UTC)
+    if now < until:
+        return Exemption(True, f"tag {tag_key} until {until_date.isoformat()}", until)
+    return Exemption(False, f"exemption expired on {until_date.isoformat()}")
+
+
+def _tag(tags: Mapping[str, str], key: str) -> str | None:
+    if key in tags:
+        return tags[key]
+    lowered = key.lower()
+    for k, v in tags.items():
+        if k.lower() == lowered:
+            return v
+    return None
+
+
+def owner_of(tags: Mapping[str, str], owner_tags: tuple[str, ...]) -> str | None:
+    """The first non-empty owner tag, in the policy's order."""
+    for key in owner_tags:
+        value = tags.get(key)
+        if value and value.strip():
+            return value.strip()
+    return None
+
+
+def _days(delta: timedelta) -> float:
+    return delta.total_seconds() / 86400
+
+
+def _fmt(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def current_streak(
+    resource: Resource, verdict: Verdict, prior: LifecycleState | None
+) -> LifecycleState | None:
+    """The prior state if it still describes the current idle streak, else None."""
+    if prior is None or prior.stopped_at is not None:
+        return None
+    if verdict.last_activity is not None and verdict.last_activity > prior.streak_start:
+        return None  # activity since the streak began: it ended
+    if resource.streak_floor > prior.streak_start:
+        return None  # (re)started since: a new streak
+    return prior
+
+
+def decide(
+    *,
+    resource: Resource,
+    verdict: Verdict,
+    prior: LifecycleState | None,
+    rule: Rule,
+    now: datetime,
+) -> Decision:
+    require_aware(now, "now")
+    ref = resource.ref
+
+    exempt = exemption(resource.tags, rule.exempt_tag, now)
+    if exempt.exempt:
+        return Decision(
+            ref,
+            Action.SKIP,
+            Status.EXEMPT,
+            f"exempt: {exempt.reason}",
+            idle_since=verdict.idle_since,
+            idle_days=_idle_days(verdict.idle_since, now),
+        )
+
+    if verdict.status is Status.UNKNOWN:
+        reason = f"unknown, never idle: {verdict.evidence}"
+        return Decision(ref, Action.SKIP, Status.UNKNOWN, reason)
+
+    if verdict.status is Status.ACTIVE:
+        reason = "active"
+        if prior is not None and prior.stopped_at is None:
+            reason = "active again: the idle streak ended"
+        return Decision(ref, Action.NONE, Status.ACTIVE, reason)
+
+    if verdict.status is not Status.IDLE or verdict.idle_since is None:
+        return Decision(ref, Action.SKIP, Status.UNKNOWN, "no usable verdict")
+
+    streak = current_streak(resource, verdict, prior)
+    streak_start = verdict.idle_since
+    if streak is not None:
+        # Same streak: a window that cannot see as far back must not shorten it.
+        streak_start = min(streak.streak_start, verdict.idle_since)
+    idle = now - streak_start
+    idle_days = _days(idle)
+    warn_at = rule.stop_after - rule.warning
+
+    def idle_decision(action: Action, reason: str, stop_due: datetime | None = None) -> Decision:
+        return Decision(
+            ref,
+            action,
+            Status.IDLE,
+            reason,
+            idle_since=streak_start,
+            idle_days=idle_days,
+            stop_due=stop_due,
+            streak_start=streak_start,
+        )
+
+    if idle < timedelta(0):
+        return idle_decision(Action.NONE, "idle streak starts in the future")
+
+    warned_at = streak.warned_at if streak else None
+    notified_at = streak.notified_at if streak else None
+
+    if warned_at is not None:
+        due = max(
+            streak.stop_due if streak and streak.stop_due else streak_start + rule.stop_after,
+            warned_at + rule.warning,
+        )
+        if not rule.may_stop:
+            return idle_decision(Action.NONE, "notify-only rule: never stopped")
+        if now >= due:
+            reason = f"idle {idle_days:.0f} days; warned {_fmt(warned_at)}"
+            return idle_decision(Action.STOP, reason, due)
+        return idle_decision(Action.NONE, f"warned {_fmt(warned_at)}; stop due {_fmt(due)}", due)
+
+    if rule.may_stop and idle >= warn_at:
+        due = max(streak_start + rule.stop_after, now + rule.warning)
+        return idle_decision(
+            Action.WARN,
+            f"idle {idle_days:.0f} days; stop on {_fmt(due)} unless used or exempted",
+            due,
+        )
+
+    projected = max(streak_start + rule.stop_after, now + rule.warning) if rule.may_stop else None
+    if idle >= rule.notify_after and notified_at is None:
+        return idle_decision(
+            Action.NOTIFY,
+            f"idle {idle_days:.0f} days (notice at {_days(rule.notify_after):.0f})",
+            projected,
+        )
+
+    if notified_at is not None:
+        reason = f"notified {_fmt(notified_at)}; warning at {_days(warn_at):.0f} idle days"
+    else:
+        reason = f"idle {idle_days:.0f} days; notice at {_days(rule.notify_after):.0f}"
+    if not rule.may_stop:
+        reason = f"{reason}; notify-only rule" if notified_at is None else "notified; notify-only"
+    return idle_decision(Action.NONE, reason, projected)
+
+
+def _idle_days(since: datetime | None, now: datetime) -> float | None:
+    return None if since is None else _days(now - since)
+
+
+def next_state(
+    prior: LifecycleState | None,
+    decision: Decision,
+    *,
+    key: str,
+    owner: str | None,
+    delivered: bool,
+    stopped: bool,
+    now: datetime,
+) -> LifecycleState | None:
+    """What to remember after a decision was carried out (or not).
+
+    Returns None when nothing should be stored (the streak ended, or the resource is unknown
+    and nothing is known yet). A notice or warning only counts when it was delivered.
+    """
+    if decision.status is Status.ACTIVE:
+        return None
+    if decision.status in (Status.UNKNOWN, Status.EXEMPT) or decision.streak_start is None:
+        return prior
+    start = decision.streak_start
+    # `decide` folds a continuing streak into decision.streak_start (the earlier of the prior's
+    # and the verdict's), so a continuing streak carries exactly the prior's start.
+    same = prior is not None and prior.stopped_at is None and prior.streak_start == start
+    base = prior if same and prior is not None else LifecycleState(key=key, streak_start=start)
+    base = replace(base, owner=owner)
+    if decision.action is Action.NOTIFY and delivered:
+        return replace(base, notified_at=now)
+    if decision.action is Action.WARN and delivered:
+        return replace(base, warned_at=now, stop_due=decision.stop_due)
+    if decision.action is Action.STOP and stopped:
+        return replace(base, stopped_at=now)
+    return base

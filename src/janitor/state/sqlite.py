@@ -1,0 +1,187 @@
+"""SQLite state store: embedded, the default. Append-only audit enforced by triggers."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from janitor.model import AuditEvent, LifecycleState
+from janitor.state.base import LockHeld, iter_chunks, matches
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS lifecycle (
+    key TEXT PRIMARY KEY,
+    streak_start TEXT NOT NULL,
+    notified_at TEXT,
+    warned_at TEXT,
+    stop_due TEXT,
+    stopped_at TEXT,
+    owner TEXT
+);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    event TEXT NOT NULL,
+    key TEXT NOT NULL,
+    name TEXT NOT NULL,
+    dry_run INTEGER NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_key ON audit(key);
+CREATE INDEX IF NOT EXISTS audit_name ON audit(name);
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TABLE IF NOT EXISTS run_lock (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    acquired_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL
+);
+"""
+
+
+def _ts(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat()
+
+
+def _dt(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def _must_dt(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+class SqliteStore:
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        # One connection shared across the run's threads, serialised by a lock.
+        self._conn = sqlite3.connect(
+            self.path, timeout=30, check_same_thread=False, isolation_level=None
+        )
+        self._mutex = threading.Lock()
+        with self._mutex:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.executescript(_SCHEMA)
+
+    def get_states(self, keys: Iterable[str]) -> dict[str, LifecycleState]:
+        found: dict[str, LifecycleState] = {}
+        with self._mutex:
+            for chunk in iter_chunks(keys, 500):
+                marks = ",".join("?" * len(chunk))
+                rows = self._conn.execute(
+                    "SELECT key, streak_start, notified_at, warned_at, stop_due, stopped_at, owner"
+                    f" FROM lifecycle WHERE key IN ({marks})",
+                    chunk,
+                ).fetchall()
+                for row in rows:
+                    found[row[0]] = LifecycleState(
+                        key=row[0],
+                        streak_start=_must_dt(row[1]),
+                        notified_at=_dt(row[2]),
+                        warned_at=_dt(row[3]),
+                        stop_due=_dt(row[4]),
+                        stopped_at=_dt(row[5]),
+                        owner=row[6],
+                    )
+        return found
+
+    def put_state(self, state: LifecycleState) -> None:
+        with self._mutex:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO lifecycle VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    state.key,
+                    _ts(state.streak_start),
+                    _ts(state.notified_at),
+                    _ts(state.warned_at),
+                    _ts(state.stop_due),
+                    _ts(state.stopped_at),
+                    state.owner,
+                ),
+            )
+
+    def delete_state(self, key: str) -> None:
+        with self._mutex:
+            self._conn.execute("DELETE FROM lifecycle WHERE key = ?", (key,))
+
+    def append(self, event: AuditEvent) -> None:
+        with self._mutex:
+            self._conn.execute(
+                "INSERT INTO audit (at, run_id, event, key, name, dry_run, detail)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    _ts(event.at),
+                    event.run_id,
+                    event.event,
+                    event.key,
+                    event.name,
+                    int(event.dry_run),
+                    json.dumps(dict(event.detail), default=str, sort_keys=True),
+                ),
+            )
+
+    def events(self, *, match: str | None = None, limit: int = 200) -> list[AuditEvent]:
+        query = "SELECT at, run_id, event, key, name, dry_run, detail FROM audit"
+        params: list[Any] = []
+        if match:
+            query += " WHERE name = ? OR key LIKE ?"
+            params += [match, f"%{match}%"]
+        query += " ORDER BY seq DESC"
+        with self._mutex:
+            rows = self._conn.execute(query, params).fetchall()
+        out: list[AuditEvent] = []
+        for row in rows:
+            event = AuditEvent(
+                at=_must_dt(row[0]),
+                run_id=row[1],
+                event=row[2],
+                key=row[3],
+                name=row[4],
+                dry_run=bool(row[5]),
+                detail=json.loads(row[6]),
+            )
+            if match is None or matches(event, match):
+                out.append(event)
+            if len(out) >= limit:
+                break
+        return out
+
+    @contextmanager
+    def lock(self, holder: str, ttl: timedelta) -> Iterator[None]:
+        now = datetime.now(UTC)
+        with self._mutex:
+            self._conn.execute("BEGIN IMMEDIATE")
+            row = self._conn.execute(
+                "SELECT holder, acquired_at, expires_at FROM run_lock WHERE name = 'run'"
+            ).fetchone()
+            if row is not None and _must_dt(row[2]) > now:
+                self._conn.execute("ROLLBACK")
+                raise LockHeld(row[0], _must_dt(row[1]))
+            self._conn.execute(
+                "INSERT OR REPLACE INTO run_lock VALUES ('run', ?, ?, ?)",
+                (holder, _ts(now), _ts(now + ttl)),
+            )
+            self._conn.execute("COMMIT")
+        try:
+            yield
+        finally:
+            with self._mutex:
+                self._conn.execute(
+                    "DELETE FROM run_lock WHERE name = 'run' AND holder = ?", (holder,)
+                )
+
+    def close(self) -> None:
+        with self._mutex:
+            self._conn.close()
