@@ -141,14 +141,8 @@ class AwsSettings(_Strict):
     max_concurrency: int = Field(default=8, ge=1, le=64)
 
 
-class SlackSettings(_Strict):
-    fallback_channel: str | None = None
-    summary_channel: str | None = None
-
-
 class NotifierSettings(_Strict):
-    type: Literal["console", "slack"] = "console"
-    slack: SlackSettings = SlackSettings()
+    type: Literal["console"] = "console"
 
 
 class PolicyModel(_Strict):
@@ -157,15 +151,27 @@ class PolicyModel(_Strict):
     defaults: Defaults = Defaults()
     aws: AwsSettings = AwsSettings()
     notifier: NotifierSettings = NotifierSettings()
-    rules: tuple[RuleModel, ...] = Field(min_length=1)
+    # Not Field(min_length=1): pydantic checks the length of the items that validated, so one
+    # broken rule would also report a spurious "at least 1 item". This runs only when all did.
+    rules: tuple[RuleModel, ...]
+
+    @field_validator("rules")
+    @classmethod
+    def _not_empty(cls, value: tuple[RuleModel, ...]) -> tuple[RuleModel, ...]:
+        if not value:
+            raise ValueError("at least one rule is required")
+        return value
 
     @model_validator(mode="after")
     def _unique_names(self) -> PolicyModel:
-        seen: set[str] = set()
-        for rule in self.rules:
+        seen: dict[str, int] = {}
+        for index, rule in enumerate(self.rules):
             if rule.name in seen:
-                raise ValueError(f"rule name {rule.name!r} is used twice")
-            seen.add(rule.name)
+                raise ValueError(
+                    f"rule {rule.name!r} (rules[{index}]): name is already used by "
+                    f"rules[{seen[rule.name]}]"
+                )
+            seen[rule.name] = index
         return self
 
 
@@ -289,9 +295,9 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
         data["state_url"] = env["JANITOR_STATE_URL"]
     if env.get("JANITOR_REGIONS"):
         regions = [r.strip() for r in env["JANITOR_REGIONS"].split(",") if r.strip()]
-        aws = dict(data.get("aws") or {})
-        aws["regions"] = regions
-        data["aws"] = aws
+        current = data.get("aws")
+        if current is None or isinstance(current, dict):  # else validation reports the type
+            data["aws"] = {**(current or {}), "regions": regions}
     return data
 
 

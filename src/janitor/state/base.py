@@ -35,6 +35,10 @@ class StateStore(Protocol):
         """Append to the audit log. Events are never changed or removed."""
         ...
 
+    def append_many(self, events: Iterable[AuditEvent]) -> None:
+        """Append several events atomically (one transaction where the backend has them)."""
+        ...
+
     def events(self, *, match: str | None = None, limit: int = 200) -> list[AuditEvent]:
         """Newest first. `match`: a resource name, an id, or a substring of the key."""
         ...

@@ -117,20 +117,33 @@ class SqliteStore:
             self._conn.execute("DELETE FROM lifecycle WHERE key = ?", (key,))
 
     def append(self, event: AuditEvent) -> None:
-        with self._mutex:
-            self._conn.execute(
-                "INSERT INTO audit (at, run_id, event, key, name, dry_run, detail)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    _ts(event.at),
-                    event.run_id,
-                    event.event,
-                    event.key,
-                    event.name,
-                    int(event.dry_run),
-                    json.dumps(dict(event.detail), default=str, sort_keys=True),
-                ),
+        self.append_many([event])
+
+    def append_many(self, events: Iterable[AuditEvent]) -> None:
+        rows = [
+            (
+                _ts(e.at),
+                e.run_id,
+                e.event,
+                e.key,
+                e.name,
+                int(e.dry_run),
+                json.dumps(dict(e.detail), default=str, sort_keys=True),
             )
+            for e in events
+        ]
+        with self._mutex:
+            self._conn.execute("BEGIN")
+            try:
+                self._conn.executemany(
+                    "INSERT INTO audit (at, run_id, event, key, name, dry_run, detail)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+            except sqlite3.Error:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
 
     def events(self, *, match: str | None = None, limit: int = 200) -> list[AuditEvent]:
         query = "SELECT at, run_id, event, key, name, dry_run, detail FROM audit"

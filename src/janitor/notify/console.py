@@ -1,0 +1,23 @@
+"""The default notifier when Slack is not configured: digests written to a stream."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from janitor.notify.base import Delivery, Digest
+from janitor.notify.render import render_text
+
+
+class ConsoleNotifier:
+    name = "console"
+
+    def __init__(self, stream: TextIO | None = None, exempt_tag: str = "janitor-exempt") -> None:
+        self._stream = stream
+        self._exempt_tag = exempt_tag
+
+    def deliver(self, digest: Digest) -> Delivery:
+        stream = self._stream or sys.stderr
+        stream.write(render_text(digest, self._exempt_tag) + "\n\n")
+        stream.flush()
+        return Delivery(ok=True, destination=f"console:{digest.owner or 'unowned'}")

@@ -1,0 +1,514 @@
+"""scan -> usage -> decide -> guard -> execute -> report, for every cloud and kind.
+
+`evaluate` only reads (clouds and state). `execute` is the one place with side effects, and a
+dry run never reaches it: it stops at the report of what would be done.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from janitor import lifecycle
+from janitor.clouds import registry
+from janitor.clouds.base import KindHandlers
+from janitor.model import (
+    Action,
+    AuditEvent,
+    Cloud,
+    Decision,
+    Finding,
+    LifecycleState,
+    Resource,
+    ScopeError,
+    Status,
+    StopOutcome,
+    StopResult,
+    Window,
+)
+from janitor.notify.base import Notifier
+from janitor.notify.render import build_digests, digest_stage
+from janitor.policy import Policy, Rule
+from janitor.pricing import monthly_cost_usd
+from janitor.report import RunReport
+from janitor.state.base import StateStore
+
+Progress = Callable[[int, int, str], None]
+
+# cloud -> provider module: `tasks(policy)` and `restore_scope(info)`.
+_PROVIDERS: dict[Cloud, str] = {Cloud.AWS: "janitor.clouds.aws.provider"}
+
+LOCK_TTL = timedelta(hours=2)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One rule in one scope (account x region, project, subscription)."""
+
+    rule: Rule
+    scope: Any  # the cloud's scope object (e.g. AwsScope), handed to the kind's factory
+    cloud: Cloud
+    scope_id: str
+    region: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.rule.kind} {self.scope_id}/{self.region}"
+
+
+@dataclass
+class TaskResult:
+    task: Task
+    handlers: KindHandlers | None
+    findings: list[Finding] = field(default_factory=list)
+    error: ScopeError | None = None
+
+
+@dataclass
+class Evaluation:
+    now: datetime
+    evidence_until: datetime
+    results: list[TaskResult]
+    skipped: list[str]
+    errors: list[ScopeError]
+    priors: dict[str, LifecycleState]
+
+    @property
+    def findings(self) -> list[Finding]:
+        return [f for r in self.results for f in r.findings]
+
+
+def discover(policy: Policy) -> tuple[list[Task], list[str], list[ScopeError]]:
+    tasks: list[Task] = []
+    skipped: list[str] = []
+    errors: list[ScopeError] = []
+    for cloud in sorted(policy.clouds()):
+        t, s, e = importlib.import_module(_PROVIDERS[cloud]).tasks(policy)
+        tasks += t
+        skipped += s
+        errors += e
+    return tasks, skipped, errors
+
+
+def _wall_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def evaluate(
+    policy: Policy,
+    *,
+    now: datetime,
+    store: StateStore,
+    progress: Progress | None = None,
+    tasks: Sequence[Task] | None = None,
+) -> Evaluation:
+    """Read the clouds and the state; decide. No side effects.
+
+    `now` is the lifecycle clock (`--as-of`); evidence is read up to the present at most, so a
+    future `--as-of` forecasts from today's evidence.
+    """
+    skipped: list[str] = []
+    errors: list[ScopeError] = []
+    if tasks is None:
+        tasks, skipped, errors = discover(policy)
+    evidence_until = min(now, _wall_now())
+    results: list[TaskResult] = []
+    workers = max(1, min(policy.aws.max_concurrency, len(tasks)))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="janitor-scan") as pool:
+        futures = {pool.submit(_scan_task, t, evidence_until): t for t in tasks}
+        for done, future in enumerate(as_completed(futures), start=1):
+            results.append(future.result())
+            if progress:
+                progress(done, len(tasks), futures[future].label)
+    results.sort(key=lambda r: (r.task.rule.name, r.task.scope_id, r.task.region))
+
+    keys = [f.resource.ref.key for r in results for f in r.findings]
+    priors = store.get_states(keys)
+    for result in results:
+        if result.error:
+            errors.append(result.error)
+            continue
+        result.findings = _decide_all(result, priors, now)
+    return Evaluation(now, evidence_until, results, skipped, errors, priors)
+
+
+def _scan_task(task: Task, evidence_until: datetime) -> TaskResult:
+    """Scan and probe one task. Failures are caught per scope: the rest of the run goes on."""
+    from janitor.clouds.errors import scope_error_message
+
+    try:
+        handlers = registry.get(task.rule.kind).build(task.scope, task.rule)
+        resources = list(handlers.scanner.scan())
+        window = Window.ending(evidence_until, task.rule.lookback)
+        verdicts = handlers.probe.usage(resources, window, evidence_until)
+    except Exception as exc:  # noqa: BLE001 - recorded against the scope, never swallowed
+        message = scope_error_message(exc)
+        if message is None:
+            raise
+        error = ScopeError(task.cloud, task.scope_id, task.region, task.rule.kind, message)
+        return TaskResult(task, None, error=error)
+    findings = []
+    for resource in resources:
+        verdict = verdicts[resource.ref.key]
+        # Provisional decision; the real one is made once prior state is loaded.
+        placeholder = Decision(resource.ref, Action.NONE, verdict.status, "")
+        findings.append(Finding(resource, verdict, placeholder, None, None))
+    return TaskResult(task, handlers, findings)
+
+
+def _decide_all(
+    result: TaskResult, priors: Mapping[str, LifecycleState], now: datetime
+) -> list[Finding]:
+    rule = result.task.rule
+    decided: list[Finding] = []
+    for f in result.findings:
+        decision = lifecycle.decide(
+            resource=f.resource,
+            verdict=f.verdict,
+            prior=priors.get(f.resource.ref.key),
+            rule=rule,
+            now=now,
+        )
+        owner = lifecycle.owner_of(f.resource.tags, rule.owner_tags)
+        decided.append(replace(f, decision=decision, owner=owner))
+    # Describe only what is not plainly in use: the candidates, and what the report must price.
+    assert result.handlers is not None
+    candidates = [f.resource for f in decided if f.decision.status is not Status.ACTIVE]
+    described = {r.ref.key: r for r in result.handlers.scanner.describe(candidates)}
+    out = []
+    for f in decided:
+        resource = described.get(f.resource.ref.key, f.resource)
+        cost = monthly_cost_usd(resource) if f.decision.status is not Status.ACTIVE else None
+        out.append(replace(f, resource=resource, monthly_cost_usd=cost))
+    return out
+
+
+def guard(findings: Sequence[Finding], *, max_stops: int, kill_switch: bool) -> list[Finding]:
+    """Caps and the kill switch: may demote a stop, never promote anything."""
+    out = []
+    stops = 0
+    for f in findings:
+        if f.decision.action is Action.STOP:
+            reason = None
+            if kill_switch:
+                reason = "stop held: JANITOR_KILL_SWITCH is set"
+            elif stops >= max_stops:
+                reason = f"stop deferred: the per-run cap of {max_stops} stops was reached"
+            else:
+                stops += 1
+            if reason:
+                f = replace(f, decision=replace(f.decision, action=Action.SKIP, reason=reason))
+        out.append(f)
+    return out
+
+
+def kill_switch_on(environ: Mapping[str, str] | None = None) -> bool:
+    value = (os.environ if environ is None else environ).get("JANITOR_KILL_SWITCH", "")
+    return value.strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def scan(
+    policy: Policy, *, now: datetime, store: StateStore, progress: Progress | None = None
+) -> RunReport:
+    ev = evaluate(policy, now=now, store=store, progress=progress)
+    findings = guard(ev.findings, max_stops=policy.max_stops_per_run, kill_switch=kill_switch_on())
+    return RunReport(
+        as_of=now,
+        dry_run=True,
+        command="scan",
+        policy_source=policy.source,
+        findings=findings,
+        errors=ev.errors,
+        skipped=ev.skipped,
+        delivery_failures=[],
+    )
+
+
+def run(
+    policy: Policy,
+    *,
+    now: datetime,
+    store: StateStore,
+    notifier: Notifier,
+    apply: bool,
+    progress: Progress | None = None,
+    run_id: str | None = None,
+) -> RunReport:
+    """One lifecycle pass. Without `apply`: no mutating call, no message, no state written."""
+    run_id = run_id or uuid.uuid4().hex[:12]
+    if not apply:
+        report = scan(policy, now=now, store=store, progress=progress)
+        report.command = "run"
+        report.deliveries = [
+            f"would send to {d.owner or 'fallback'}: "
+            + ", ".join(f"{i.stage.value} {i.finding.resource.name}" for i in d.items)
+            for d in build_digests(report.findings, now)
+        ]
+        return report
+    with store.lock(f"run {run_id} pid {os.getpid()}", LOCK_TTL):
+        ev = evaluate(policy, now=now, store=store, progress=progress)
+        findings = guard(
+            ev.findings, max_stops=policy.max_stops_per_run, kill_switch=kill_switch_on()
+        )
+        return _execute(policy, ev, findings, store=store, notifier=notifier, run_id=run_id)
+
+
+def _execute(
+    policy: Policy,
+    ev: Evaluation,
+    findings: list[Finding],
+    *,
+    store: StateStore,
+    notifier: Notifier,
+    run_id: str,
+) -> RunReport:
+    """The one place with side effects: stops, deliveries, state and audit."""
+    now = ev.now
+    audit: list[AuditEvent] = []
+
+    def record(event: str, f: Finding | None, **detail: Any) -> None:
+        key = f.resource.ref.key if f else ""
+        name = f.resource.name if f else ""
+        audit.append(AuditEvent(now, run_id, event, key, name, detail))
+
+    by_key = {f.resource.ref.key: f for f in findings}
+    handlers_of = {f.resource.ref.key: r for r in ev.results for f in r.findings}
+
+    # 1. Stops, each after re-checking idleness against the cloud.
+    failures: list[ScopeError] = []
+    stop_keys = [k for k, f in by_key.items() if f.decision.action is Action.STOP]
+    for result, group in _group_by_task(stop_keys, handlers_of):
+        for key, outcome in _stop_group(result, [by_key[k] for k in group], ev, now).items():
+            f = by_key[key]
+            by_key[key] = replace(f, outcome=outcome.outcome, outcome_message=outcome.message)
+            task = result.task
+            recipe = None
+            if outcome.restore:
+                scope_info = {
+                    "cloud": task.cloud.value,
+                    "scope": task.scope_id,
+                    "region": task.region,
+                    "role_arn": getattr(task.scope, "role_arn", None),
+                }
+                recipe = {**outcome.restore, "kind": task.rule.kind, "scope_info": scope_info}
+            record(
+                "action",
+                f,
+                action=task.rule.action,
+                outcome=outcome.outcome.value,
+                message=outcome.message,
+                restore=recipe,
+            )
+            if outcome.outcome is StopOutcome.FAILED:
+                message = f"{f.resource.name}: stop failed: {outcome.message}"
+                failures.append(
+                    ScopeError(task.cloud, task.scope_id, task.region, task.rule.kind, message)
+                )
+
+    # 2. One digest per owner: notices, warnings, stops done.
+    delivered_keys: set[str] = set()
+    delivery_failures: list[str] = []
+    deliveries: list[str] = []
+    for digest in build_digests(by_key.values(), now):
+        sent = notifier.deliver(digest)
+        names = ", ".join(f"{i.stage.value} {i.finding.resource.name}" for i in digest.items)
+        if sent.ok:
+            delivered_keys.update(i.finding.resource.ref.key for i in digest.items)
+            deliveries.append(f"sent to {sent.destination}: {names}")
+        else:
+            delivery_failures.append(
+                f"{digest.owner or 'unowned resources'}: not reached via {notifier.name}"
+                f" ({sent.detail or 'no detail'}): {names}"
+            )
+        record(
+            "delivery",
+            None,
+            owner=digest.owner,
+            ok=sent.ok,
+            destination=sent.destination,
+            detail=sent.detail,
+            items=[i.finding.resource.ref.key for i in digest.items],
+        )
+
+    # 3. Lifecycle state and the audit of every decision.
+    for key, f in by_key.items():
+        d = f.decision
+        state = lifecycle.next_state(
+            ev.priors.get(key),
+            d,
+            key=key,
+            owner=f.owner,
+            delivered=key in delivered_keys,
+            stopped=f.outcome in (StopOutcome.STOPPED, StopOutcome.ALREADY_STOPPED),
+            now=now,
+        )
+        if f.outcome is StopOutcome.NOT_FOUND or state is None:
+            if key in ev.priors:
+                store.delete_state(key)
+        elif state != ev.priors.get(key):
+            store.put_state(state)
+        stage = digest_stage(f)
+        record(
+            "decision",
+            f,
+            action=d.action.value,
+            status=d.status.value,
+            reason=d.reason,
+            idle_days=None if d.idle_days is None else round(d.idle_days, 2),
+            stop_due=d.stop_due.isoformat() if d.stop_due else None,
+            delivered=(key in delivered_keys) if stage else None,
+            evidence=f.verdict.evidence,
+            confidence=f.verdict.confidence.value,
+            monthly_cost_usd=f.monthly_cost_usd,
+            owner=f.owner,
+        )
+    errors = ev.errors + failures
+    for e in errors:
+        record(
+            "error",
+            None,
+            cloud=e.cloud.value,
+            scope=e.scope,
+            region=e.region,
+            kind=e.kind,
+            message=e.message,
+        )
+    record(
+        "run",
+        None,
+        findings=len(by_key),
+        errors=len(errors),
+        delivery_failures=len(delivery_failures),
+        policy=policy.source,
+    )
+    store.append_many(audit)
+
+    return RunReport(
+        as_of=now,
+        dry_run=False,
+        command="run",
+        policy_source=policy.source,
+        findings=list(by_key.values()),
+        errors=errors,
+        skipped=ev.skipped,
+        delivery_failures=delivery_failures,
+        deliveries=deliveries,
+    )
+
+
+def _group_by_task(
+    keys: Iterable[str], result_of: Mapping[str, TaskResult]
+) -> list[tuple[TaskResult, list[str]]]:
+    groups: dict[int, tuple[TaskResult, list[str]]] = {}
+    for key in keys:
+        result = result_of[key]
+        groups.setdefault(id(result), (result, []))[1].append(key)
+    return list(groups.values())
+
+
+def _stop_group(
+    result: TaskResult, findings: list[Finding], ev: Evaluation, now: datetime
+) -> dict[str, StopResult]:
+    """Re-check idleness for a task's stop candidates (one batched probe call), then stop."""
+    from janitor.clouds.errors import scope_error_message
+
+    assert result.handlers is not None
+    rule = result.task.rule
+    resources: list[Resource] = [f.resource for f in findings]
+    window = Window.ending(ev.evidence_until, rule.lookback)
+    outcomes: dict[str, StopResult] = {}
+    try:
+        fresh = result.handlers.probe.usage(resources, window, ev.evidence_until)
+    except Exception as exc:  # noqa: BLE001 - an unknown re-check means no stop
+        message = scope_error_message(exc)
+        if message is None:
+            raise
+        return {
+            f.resource.ref.key: StopResult(
+                StopOutcome.STILL_ACTIVE, f"re-check failed, not stopped: {message}"
+            )
+            for f in findings
+        }
+    for f in findings:
+        key = f.resource.ref.key
+        verdict = fresh.get(key)
+        again = None
+        if verdict is not None:
+            again = lifecycle.decide(
+                resource=f.resource, verdict=verdict, prior=ev.priors.get(key), rule=rule, now=now
+            )
+        if verdict is None or again is None or again.action is not Action.STOP:
+            why = verdict.evidence if verdict else "no verdict"
+            outcomes[key] = StopResult(
+                StopOutcome.STILL_ACTIVE, f"re-check did not confirm idleness: {why}"
+            )
+            continue
+        try:
+            outcomes[key] = result.handlers.stopper.stop(f.resource)
+        except Exception as exc:  # noqa: BLE001 - recorded against the resource
+            message = scope_error_message(exc)
+            if message is None:
+                raise
+            outcomes[key] = StopResult(StopOutcome.FAILED, message)
+    return outcomes
+
+
+class RestoreError(Exception):
+    """A restore that cannot be done; the message is one line for the user."""
+
+
+def restore(
+    query: str, *, policy: Policy, store: StateStore, now: datetime, run_id: str | None = None
+) -> str:
+    """Undo the last stop of the resource named or identified by `query`."""
+    from janitor.clouds.errors import scope_error_message
+
+    run_id = run_id or uuid.uuid4().hex[:12]
+    recipe: Mapping[str, Any] | None = None
+    stop_event: AuditEvent | None = None
+    for event in store.events(match=query, limit=10_000):
+        if event.event == "restore":
+            raise RestoreError(
+                f"{query}: already restored on {event.at:%Y-%m-%d %H:%M} UTC since its last stop"
+            )
+        if event.event == "action" and event.detail.get("outcome") == "stopped":
+            recipe = event.detail.get("restore")
+            stop_event = event
+            break
+    if recipe is None or stop_event is None:
+        raise RestoreError(f"{query}: no recorded stop to undo (see `janitor history {query}`)")
+    kind = str(recipe["kind"])
+    spec = registry.get(kind)
+    info = recipe["scope_info"]
+    provider = importlib.import_module(_PROVIDERS[Cloud(info["cloud"])])
+    rule = next((r for r in policy.rules if r.kind == kind), None)
+    if rule is None:
+        from janitor.policy import load_policy
+
+        rule = next(r for r in load_policy(None, env={}).rules if r.kind == kind)
+    try:
+        handlers = spec.build(provider.restore_scope(info), rule)
+        message: str = handlers.stopper.restore(recipe)
+    except Exception as exc:  # noqa: BLE001 - reported as one line
+        line = scope_error_message(exc)
+        if line is None:
+            raise
+        raise RestoreError(f"{stop_event.name}: restore failed: {line}") from None
+    store.append(
+        AuditEvent(
+            now,
+            run_id,
+            "restore",
+            stop_event.key,
+            stop_event.name,
+            {"message": message, "stopped_at": stop_event.at.isoformat()},
+        )
+    )
+    store.delete_state(stop_event.key)  # it comes back with a fresh streak
+    return message
