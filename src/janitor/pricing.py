@@ -1,0 +1,183 @@
+"""The offline price catalog and the monthly cost of a resource.
+
+Prices come from `janitor/data/prices.json`, shipped with the package: hourly on-demand list
+prices per service, region and instance type. Nothing here calls a pricing API. A type or region
+that is not in the catalog has no price (`None`); we never guess from a neighbouring region or a
+similar type.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from functools import cache
+from importlib import resources
+from typing import Any, TypeGuard
+
+from janitor.model import Resource
+
+SAGEMAKER = "sagemaker"
+SAGEMAKER_NOTEBOOK = "sagemaker-notebook"
+EC2 = "ec2"
+
+# The catalog's top-level keys that are not price tables.
+_META_KEYS = frozenset({"source", "as_of", "currency", "hours_per_month", "note"})
+
+# kind -> the catalog services to try, in order. A notebook uses its own table when the catalog
+# has one with the type, else the hosting table (notebook and hosting list prices are close).
+_SERVICES_BY_KIND: Mapping[str, tuple[str, ...]] = {
+    "aws.sagemaker-endpoint": (SAGEMAKER,),
+    "aws.sagemaker-notebook": (SAGEMAKER_NOTEBOOK, SAGEMAKER),
+    "aws.ec2-gpu": (EC2,),
+}
+
+
+class CatalogError(ValueError):
+    """The price catalog file is malformed."""
+
+
+PriceTable = Mapping[str, Mapping[str, float]]  # region -> instance type -> USD per hour
+
+
+@dataclass(frozen=True, slots=True)
+class PriceCatalog:
+    source: str
+    as_of: date
+    currency: str
+    hours_per_month: float
+    note: str
+    services: Mapping[str, PriceTable]
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> PriceCatalog:
+        """Build a catalog from the parsed JSON document; raise CatalogError if it is malformed."""
+        try:
+            source = _text(data, "source")
+            as_of_text = _text(data, "as_of")
+            currency = _text(data, "currency")
+            note = str(data.get("note", ""))
+            hours = data["hours_per_month"]
+        except KeyError as exc:
+            raise CatalogError(f"price catalog: missing key {exc.args[0]!r}") from exc
+        try:
+            as_of = date.fromisoformat(as_of_text)
+        except ValueError as exc:
+            raise CatalogError(
+                f"price catalog: as_of must be YYYY-MM-DD, got {as_of_text!r}"
+            ) from exc
+        if isinstance(hours, bool) or not isinstance(hours, int | float) or hours <= 0:
+            raise CatalogError(f"price catalog: hours_per_month must be positive, got {hours!r}")
+        services: dict[str, PriceTable] = {}
+        for service, regions in data.items():
+            if service in _META_KEYS:
+                continue
+            services[service] = _price_table(service, regions)
+        return cls(source, as_of, currency, float(hours), note, services)
+
+    def hourly(self, service: str, region: str, instance_type: str) -> float | None:
+        """The on-demand price per hour, or None when the catalog does not list it."""
+        return self.services.get(service, {}).get(region, {}).get(instance_type)
+
+    def regions(self, service: str) -> list[str]:
+        return sorted(self.services.get(service, {}))
+
+    def instance_types(self, service: str, region: str) -> list[str]:
+        return sorted(self.services.get(service, {}).get(region, {}))
+
+
+def _text(data: Mapping[str, Any], key: str) -> str:
+    value = data[key]
+    if not isinstance(value, str) or not value:
+        raise CatalogError(f"price catalog: {key!r} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _price_table(service: str, regions: Any) -> PriceTable:
+    if not isinstance(regions, Mapping):
+        raise CatalogError(f"price catalog: {service!r} must map region -> instance type -> price")
+    table: dict[str, dict[str, float]] = {}
+    for region, prices in regions.items():
+        if not isinstance(prices, Mapping):
+            raise CatalogError(f"price catalog: {service}.{region} must map instance type -> price")
+        row: dict[str, float] = {}
+        for instance_type, price in prices.items():
+            if isinstance(price, bool) or not isinstance(price, int | float) or price < 0:
+                raise CatalogError(
+                    f"price catalog: {service}.{region}.{instance_type} must be a price >= 0, "
+                    f"got {price!r}"
+                )
+            row[str(instance_type)] = float(price)
+        table[str(region)] = row
+    return table
+
+
+@cache
+def load_catalog() -> PriceCatalog:
+    """The catalog shipped in `janitor.data`, read once per process."""
+    text = resources.files("janitor.data").joinpath("prices.json").read_text(encoding="utf-8")
+    return PriceCatalog.from_mapping(json.loads(text))
+
+
+def monthly_cost_usd(resource: Resource, catalog: PriceCatalog | None = None) -> float | None:
+    """What the resource costs per month at on-demand list prices, rounded to cents.
+
+    An endpoint with `details["variants"]` (each a mapping with `instance_type` and `count`) costs
+    the sum over its variants; anything else costs `instance_type` x `instance_count`. None when
+    the kind, region or any instance type is not priced (a partial sum would understate the
+    cost), or when `details["lifecycle"]` says the resource is not billed on demand (spot).
+    """
+    services = _SERVICES_BY_KIND.get(resource.ref.kind)
+    if services is None:
+        return None
+    if resource.details.get("lifecycle", "on-demand") != "on-demand":
+        return None  # spot, capacity blocks...: the catalog holds on-demand prices only
+    cat = catalog if catalog is not None else load_catalog()
+    units = _units(resource)
+    if units is None:
+        return None
+    hourly_total = 0.0
+    for instance_type, count in units:
+        price = _first_price(cat, services, resource.ref.region, instance_type)
+        if price is None:
+            return None
+        hourly_total += price * count
+    return round(hourly_total * cat.hours_per_month, 2)
+
+
+def _first_price(
+    catalog: PriceCatalog, services: Sequence[str], region: str, instance_type: str
+) -> float | None:
+    for service in services:
+        price = catalog.hourly(service, region, instance_type)
+        if price is not None:
+            return price
+    return None
+
+
+def _units(resource: Resource) -> list[tuple[str, int]] | None:
+    """(instance type, count) pairs to price, or None when they cannot be known."""
+    variants = resource.details.get("variants")
+    if isinstance(variants, Sequence) and not isinstance(variants, str | bytes) and variants:
+        units: list[tuple[str, int]] = []
+        for variant in variants:
+            if not isinstance(variant, Mapping):
+                return None
+            instance_type = variant.get("instance_type")
+            count = variant.get("count")
+            if not _is_count(count):
+                return None
+            if count == 0:
+                continue  # a variant scaled to zero costs nothing, whatever its type
+            if not isinstance(instance_type, str) or not instance_type:
+                return None  # serverless or unknown: not priced by instance-hour
+            units.append((instance_type, count))
+        return units
+    if not resource.instance_type or not _is_count(resource.instance_count):
+        return None
+    return [(resource.instance_type, resource.instance_count)]
+
+
+def _is_count(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
