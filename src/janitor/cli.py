@@ -1,0 +1,290 @@
+"""The `janitor` command. Parses flags, calls the pipeline, renders the report. Nothing else.
+
+Exit codes: 0 all went well; 1 a scope, a stop or a delivery failed (the rest of the run still
+completed), or another run holds the lock; 2 bad usage or a bad policy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+from typing import TextIO
+
+from janitor import __version__
+from janitor.notify.base import Notifier
+from janitor.pipeline import Progress
+from janitor.policy import Policy, PolicyError, load_policy
+from janitor.state import StateStore, open_store
+from janitor.state.base import LockHeld
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    pass
+
+
+def parse_as_of(text: str) -> datetime:
+    """ISO 8601 with a time zone (`2026-12-01T09:00:00Z`), or a date (midnight UTC)."""
+    value = text.strip()
+    try:
+        if len(value) == 10:
+            return datetime.combine(date.fromisoformat(value), time.min, tzinfo=UTC)
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"--as-of {text!r}: not an ISO 8601 date or time") from None
+    if moment.tzinfo is None:
+        raise UsageError(f"--as-of {text!r}: give a time zone, e.g. {value}Z or {value}+00:00")
+    return moment.astimezone(UTC)
+
+
+def _now(args: argparse.Namespace) -> datetime:
+    as_of: str | None = getattr(args, "as_of", None)
+    return parse_as_of(as_of) if as_of else datetime.now(UTC)
+
+
+def _policy(args: argparse.Namespace) -> Policy:
+    return load_policy(args.policy)
+
+
+@contextmanager
+def _store(policy: Policy) -> Iterator[StateStore]:
+    try:
+        store = open_store(policy.state_url)
+    except (ValueError, OSError) as exc:
+        raise UsageError(f"state store: {exc}") from None
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@contextmanager
+def _progress() -> Iterator[Progress | None]:
+    """A progress bar on stderr for long scans, only when stderr is a terminal."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    progress = Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    with progress:
+        task_id = progress.add_task("scanning", total=None)
+
+        def update(done: int, total: int, label: str) -> None:
+            progress.update(task_id, completed=done, total=total, description=label)
+
+        yield update
+
+
+def _emit(text: str, output: str | None) -> None:
+    if output:
+        Path(output).write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+    else:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    policy = _policy(args)
+    kinds = ", ".join(f"{r.name} ({r.kind})" for r in policy.rules)
+    print(f"{policy.source}: OK, {len(policy.rules)} rule(s): {kinds}")
+    return EXIT_OK
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from janitor import pipeline
+    from janitor.report import render
+
+    policy = _policy(args)
+    now = _now(args)
+    with _store(policy) as store, _progress() as progress:
+        report = pipeline.scan(policy, now=now, store=store, progress=progress)
+    _emit(render(report, args.format), args.output)
+    return report.exit_code()
+
+
+def _notifier(policy: Policy, fmt: str) -> Notifier:
+    from janitor.notify.console import ConsoleNotifier
+
+    # Digests go to stdout above a table report; with a machine-readable report, to stderr.
+    stream: TextIO = sys.stdout if fmt == "table" else sys.stderr
+    return ConsoleNotifier(stream)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from janitor import pipeline
+    from janitor.report import render
+
+    policy = _policy(args)
+    now = _now(args)
+    notifier = _notifier(policy, args.format)
+    with _store(policy) as store, _progress() as progress:
+        report = pipeline.run(
+            policy,
+            now=now,
+            store=store,
+            notifier=notifier,
+            apply=args.apply,
+            progress=progress,
+        )
+    _emit(render(report, args.format), args.output)
+    return report.exit_code()
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from janitor import pipeline
+
+    policy = _policy(args)
+    with _store(policy) as store:
+        try:
+            message = pipeline.restore(args.resource, policy=policy, store=store, now=_now(args))
+        except pipeline.RestoreError as exc:
+            print(f"janitor: restore: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+    print(message)
+    return EXIT_OK
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    policy = _policy(args)
+    with _store(policy) as store:
+        events = store.events(match=args.resource, limit=args.limit)
+    if args.format == "json":
+        rows = [
+            {
+                "at": e.at.isoformat(),
+                "run_id": e.run_id,
+                "event": e.event,
+                "key": e.key,
+                "name": e.name,
+                "detail": dict(e.detail),
+            }
+            for e in events
+        ]
+        _emit(json.dumps(rows, indent=2, default=str), None)
+        return EXIT_OK
+    if not events:
+        print("no audit events" + (f" for {args.resource!r}" if args.resource else ""))
+        return EXIT_OK
+    for e in reversed(events):
+        print(f"{e.at:%Y-%m-%d %H:%M} {e.run_id} {e.event:<8} {e.name or '-':<28} {_summary(e)}")
+    return EXIT_OK
+
+
+def _summary(event: object) -> str:
+    from janitor.model import AuditEvent
+
+    assert isinstance(event, AuditEvent)
+    d = event.detail
+    if event.event == "decision":
+        return f"{d.get('action')} ({d.get('status')}): {d.get('reason')}"
+    if event.event == "action":
+        return f"{d.get('action')} -> {d.get('outcome')}: {d.get('message')}"
+    if event.event == "delivery":
+        state = "delivered" if d.get("ok") else "NOT delivered"
+        return f"{state} to {d.get('destination')} ({len(d.get('items') or [])} resources)"
+    if event.event == "restore":
+        return str(d.get("message"))
+    if event.event == "error":
+        return f"{d.get('kind')} {d.get('scope')}/{d.get('region')}: {d.get('message')}"
+    return ", ".join(f"{k}={v}" for k, v in d.items())
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from janitor.demo import run_demo
+
+    return run_demo(days=args.days)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="janitor",
+        description="Find idle ML cloud resources, warn their owners, then stop them safely.",
+    )
+    parser.add_argument("--version", action="version", version=f"janitor {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_policy(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument(
+            "--policy",
+            metavar="P",
+            help="policy file (default: $JANITOR_POLICY, else the embedded default policy)",
+        )
+        return p
+
+    def with_as_of(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--as-of",
+            metavar="ISO8601",
+            help="evaluate as if now were this time (forecast, replay); evidence is read up "
+            "to the present",
+        )
+
+    def with_format(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--format", choices=["table", "json", "csv", "markdown"], default="table")
+        p.add_argument("--output", metavar="FILE", help="write the report here, not stdout")
+
+    with_policy(sub.add_parser("validate", help="check a policy without calling any cloud"))
+    p = with_policy(sub.add_parser("scan", help="report idle resources (read-only, always)"))
+    with_as_of(p)
+    with_format(p)
+    p = with_policy(
+        sub.add_parser("run", help="one lifecycle pass (a dry run unless --apply is given)")
+    )
+    with_as_of(p)
+    with_format(p)
+    p.add_argument("--apply", action="store_true", help="really notify and stop (default: dry run)")
+    p = with_policy(sub.add_parser("restore", help="undo the last stop of a resource"))
+    p.add_argument("resource", metavar="NAME_OR_ID")
+    p = with_policy(sub.add_parser("history", help="show the audit log"))
+    p.add_argument("resource", metavar="NAME_OR_ID", nargs="?")
+    p.add_argument("--limit", type=int, default=200)
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    p = sub.add_parser("demo", help="run a full cycle against local emulators (no cloud)")
+    p.add_argument("--days", type=int, default=70, help="simulated days to play (default 70)")
+    return parser
+
+
+COMMANDS = {
+    "validate": cmd_validate,
+    "scan": cmd_scan,
+    "run": cmd_run,
+    "restore": cmd_restore,
+    "history": cmd_history,
+    "demo": cmd_demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except PolicyError as exc:
+        print(f"janitor: policy error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except UsageError as exc:
+        print(f"janitor: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except LockHeld as exc:
+        print(f"janitor: {exc}; not acting", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("janitor: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
