@@ -140,10 +140,17 @@ def decide(
         return Decision(ref, Action.SKIP, Status.UNKNOWN, "no usable verdict")
 
     streak = current_streak(resource, verdict, prior)
-    streak_start = verdict.idle_since
+    # Idle cannot begin before the last start/creation nor before the last activity, whatever
+    # the probe's window saw (a restart must give a fresh streak, not inherit stale idleness).
+    streak_start = max(verdict.idle_since, resource.streak_floor)
+    if verdict.last_activity is not None:
+        streak_start = max(streak_start, verdict.last_activity)
+    if streak is None and prior is not None and prior.stopped_at is not None:
+        # A stop ends a streak: whatever comes after it cannot have been idle before it.
+        streak_start = max(streak_start, prior.stopped_at)
     if streak is not None:
         # Same streak: a window that cannot see as far back must not shorten it.
-        streak_start = min(streak.streak_start, verdict.idle_since)
+        streak_start = min(streak.streak_start, streak_start)
     idle = now - streak_start
     idle_days = _days(idle)
     warn_at = rule.stop_after - rule.warning
@@ -228,9 +235,13 @@ def next_state(
         return prior
     start = decision.streak_start
     # `decide` folds a continuing streak into decision.streak_start (the earlier of the prior's
-    # and the verdict's), so a continuing streak carries exactly the prior's start.
-    same = prior is not None and prior.stopped_at is None and prior.streak_start == start
-    base = prior if same and prior is not None else LifecycleState(key=key, streak_start=start)
+    # and the verdict's), so a continuing streak starts no later than the prior's; a new streak
+    # (after activity or a restart) always starts later than the prior's.
+    same = prior is not None and prior.stopped_at is None and start <= prior.streak_start
+    if same and prior is not None:
+        base = replace(prior, streak_start=start)  # keep what was delivered; the earliest start
+    else:
+        base = LifecycleState(key=key, streak_start=start)
     base = replace(base, owner=owner)
     if decision.action is Action.NOTIFY and delivered:
         return replace(base, notified_at=now)

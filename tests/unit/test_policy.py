@@ -1,0 +1,502 @@
+"""The policy file: the embedded default, durations, error messages, environment overrides."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from janitor.model import Cloud
+from janitor.policy import (
+    DEFAULT_OWNER_TAGS,
+    DEFAULT_POLICY,
+    Policy,
+    PolicyError,
+    default_policy_text,
+    format_duration,
+    load_policy,
+    parse_duration,
+    parse_policy,
+)
+
+AWS_KINDS = {"aws.sagemaker-endpoint", "aws.sagemaker-notebook", "aws.ec2-gpu"}
+
+GPU_RULE = "  - name: gpu\n    kind: aws.ec2-gpu\n"
+NOTEBOOK_RULE = "  - name: nb\n    kind: aws.sagemaker-notebook\n"
+
+
+def write(tmp_path: Path, text: str, name: str = "team.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def load_text(tmp_path: Path, text: str) -> Policy:
+    return load_policy(write(tmp_path, text), env={})
+
+
+# --- the embedded default policy ----------------------------------------------------------------
+
+
+def test_default_policy_parses_with_three_aws_kinds() -> None:
+    policy = load_policy(env={})
+
+    assert policy.source == DEFAULT_POLICY
+    assert {rule.kind for rule in policy.rules} == AWS_KINDS
+    assert policy.clouds() == {Cloud.AWS}
+    for rule in policy.rules:
+        assert rule.notify_after == timedelta(days=30), rule.name
+        assert rule.stop_after == timedelta(days=60), rule.name
+        assert rule.warning == timedelta(days=7), rule.name
+        assert rule.may_stop, rule.name
+        assert rule.owner_tags == DEFAULT_OWNER_TAGS
+        assert rule.exempt_tag == "janitor-exempt"
+    assert policy.state_url is None
+    assert policy.aws.regions == ()
+    assert policy.notifier.type == "console"
+    assert policy.max_stops_per_run == 25
+
+
+def test_default_policy_actions_and_thresholds() -> None:
+    rules = {rule.kind: rule for rule in load_policy(env={}).rules}
+
+    assert rules["aws.sagemaker-endpoint"].action == "delete"
+    assert rules["aws.sagemaker-notebook"].action == "stop"
+    assert rules["aws.ec2-gpu"].action == "stop"
+    assert rules["aws.ec2-gpu"].thresholds == {
+        "gpu_utilization_percent": 5.0,
+        "cpu_utilization_percent": 10.0,
+        "network_mb_per_day": 100.0,
+    }
+    # lookback: stop_after + 14 days, within what the evidence can reach
+    assert rules["aws.ec2-gpu"].lookback == timedelta(days=74)
+    assert rules["aws.sagemaker-notebook"].lookback == timedelta(days=74)
+
+
+def test_default_policy_text_is_the_packaged_file() -> None:
+    text = default_policy_text()
+    assert "rules:" in text
+    assert parse_policy(text, "x", env={}).rules == load_policy(env={}).rules
+
+
+# --- durations ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param("30d", timedelta(days=30), id="days"),
+        pytest.param("12h", timedelta(hours=12), id="hours"),
+        pytest.param("90m", timedelta(minutes=90), id="minutes"),
+        pytest.param("2w", timedelta(weeks=2), id="weeks"),
+        pytest.param("1.5d", timedelta(hours=36), id="fractional"),
+        pytest.param(" 7 d ", timedelta(days=7), id="spaces"),
+        pytest.param(45, timedelta(days=45), id="bare-int-is-days"),
+        pytest.param(0.5, timedelta(hours=12), id="bare-float-is-days"),
+        pytest.param(timedelta(hours=3), timedelta(hours=3), id="timedelta"),
+    ],
+)
+def test_parse_duration(value: object, expected: timedelta) -> None:
+    assert parse_duration(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        pytest.param("-5d", "is not a duration", id="negative-string"),
+        pytest.param(-5, "must be positive", id="negative-number"),
+        pytest.param("0d", "must be positive", id="zero-string"),
+        pytest.param(0, "must be positive", id="zero-number"),
+        pytest.param("5x", "is not a duration", id="unknown-unit"),
+        pytest.param("30 days", "is not a duration", id="word-unit"),
+        pytest.param("", "is not a duration", id="empty"),
+        pytest.param(True, "duration like 30d", id="bool"),
+        pytest.param(None, "duration like 30d", id="none"),
+    ],
+)
+def test_parse_duration_refuses(value: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_duration(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        pytest.param(timedelta(days=30), "30d", id="days"),
+        pytest.param(timedelta(hours=12), "12h", id="hours"),
+        pytest.param(timedelta(minutes=90), "90m", id="minutes"),
+        pytest.param(timedelta(weeks=2), "14d", id="weeks-as-days"),
+    ],
+)
+def test_format_duration_round_trips(value: timedelta, text: str) -> None:
+    assert format_duration(value) == text
+    assert parse_duration(text) == value
+
+
+def test_durations_in_a_policy(tmp_path: Path) -> None:
+    policy = load_text(
+        tmp_path,
+        "defaults:\n  warning: 90m\n"
+        "rules:\n"
+        "  - name: gpu\n    kind: aws.ec2-gpu\n    notify_after: 12h\n    stop_after: 2w\n"
+        "  - name: nb\n    kind: aws.sagemaker-notebook\n    notify_after: 10\n"
+        "    lookback: 200d\n",
+    )
+    gpu, nb = policy.rules
+
+    assert (gpu.notify_after, gpu.stop_after, gpu.warning) == (
+        timedelta(hours=12),
+        timedelta(weeks=2),
+        timedelta(minutes=90),
+    )
+    assert gpu.lookback == timedelta(days=28)  # stop_after + 14 days
+    assert (nb.notify_after, nb.stop_after, nb.warning) == (
+        timedelta(days=10),
+        timedelta(days=60),
+        timedelta(minutes=90),
+    )
+    assert nb.lookback == timedelta(days=90)  # clamped to CloudTrail's retention
+
+
+def test_rule_settings_override_defaults(tmp_path: Path) -> None:
+    policy = load_text(
+        tmp_path,
+        "defaults:\n  owner_tags: [team-lead]\n  exempt_tag: keep-me\n  max_stops_per_run: 3\n"
+        "rules:\n"
+        "  - name: gpu\n    kind: aws.ec2-gpu\n    action: notify-only\n"
+        "    thresholds: {gpu_utilization_percent: 1}\n    owner_tags: [owner]\n"
+        "    regions: [us-west-2]\n"
+        "  - name: nb\n    kind: aws.sagemaker-notebook\n"
+        "  - name: spare\n    kind: aws.sagemaker-endpoint\n    enabled: false\n",
+    )
+    gpu, nb = policy.rules
+
+    assert [rule.name for rule in policy.rules] == ["gpu", "nb"]  # the disabled rule is dropped
+    assert gpu.action == "notify-only"
+    assert not gpu.may_stop
+    assert gpu.thresholds == {
+        "gpu_utilization_percent": 1.0,
+        "cpu_utilization_percent": 10.0,
+        "network_mb_per_day": 100.0,
+    }
+    assert gpu.owner_tags == ("owner",)
+    assert gpu.regions == ("us-west-2",)
+    assert nb.owner_tags == ("team-lead",)
+    assert nb.regions is None
+    assert nb.exempt_tag == gpu.exempt_tag == "keep-me"
+    assert policy.max_stops_per_run == 3
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "fragments"),
+    [
+        pytest.param(
+            "version: 1\nrules:\n  - name: gpu\n    kind: aws.ec2-gpu: oops\n",
+            ["line 4, column 22", "not valid YAML", "mapping values are not allowed"],
+            id="broken-yaml-line-number",
+        ),
+        pytest.param(
+            "rules:\n  - name: gpu\n\tkind: aws.ec2-gpu\n",
+            ["line 3", "not valid YAML"],
+            id="broken-yaml-tab",
+        ),
+        pytest.param(
+            "- just\n- a list\n",
+            ["a policy is a YAML mapping with a 'rules' list"],
+            id="not-a-mapping",
+        ),
+        pytest.param(
+            "rules:\n" + GPU_RULE + "  - name: tpu\n    kind: aws.tpu\n",
+            [
+                "rule 'tpu' (rules[1]): kind:",
+                "unknown kind 'aws.tpu'",
+                "known kinds: aws.ec2-gpu, aws.sagemaker-endpoint, aws.sagemaker-notebook",
+            ],
+            id="unknown-kind-lists-known",
+        ),
+        pytest.param(
+            "rules:\n" + GPU_RULE + "    notify_after: 40d\n    stop_after: 30d\n",
+            [
+                "rule 'gpu' (rules[0])",
+                "stop_after (30d) must be later than notify_after (40d)",
+            ],
+            id="stop-before-notice",
+        ),
+        pytest.param(
+            "rules:\n" + GPU_RULE + "    notify_after: 30d\n    stop_after: 30d\n",
+            ["rule 'gpu' (rules[0])", "stop_after (30d) must be later than notify_after (30d)"],
+            id="stop-equal-notice",
+        ),
+        pytest.param(
+            "defaults:\n  stop_after: 20d\nrules:\n" + GPU_RULE,
+            ["rule 'gpu' (rules[0])", "stop_after (20d) must be later than notify_after (30d)"],
+            id="stop-before-notice-from-defaults",
+        ),
+        pytest.param(
+            "rules:\n" + GPU_RULE + "    warning: 40d\n",
+            ["rule 'gpu' (rules[0])", "warning (40d) must fit between notify_after and stop_after"],
+            id="warning-too-long",
+        ),
+        pytest.param(
+            "rules:\n" + GPU_RULE + "    notify_after: -5\n",
+            ["rule 'gpu' (rules[0]): notify_after:", "must be positive"],
+            id="negative-duration",
+        ),
+        pytest.param(
+            "rules:\n" + GPU_RULE + "    stop_after: -5d\n",
+            ["rule 'gpu' (rules[0]): stop_after:", "'-5d' is not a duration"],
+            id="negative-duration-string",
+        ),
+        pytest.param(
+            "rules:\n" + GPU_RULE + "    warning: 0d\n",
+            ["rule 'gpu' (rules[0]): warning:", "must be positive"],
+            id="zero-duration",
+        ),
+        pytest.param(
+            "defaults:\n  notify_after: 0\nrules:\n" + GPU_RULE,
+            ["defaults.notify_after:", "must be positive"],
+            id="zero-duration-in-defaults",
+        ),
+        pytest.param(
+            "rules:\n" + GPU_RULE + "    notify_after: soon\n",
+            ["rule 'gpu' (rules[0]): notify_after:", "'soon' is not a duration"],
+            id="word-duration",
+        ),
+        pytest.param(
+            "colour: red\nrules:\n" + GPU_RULE,
+            ["colour: unknown field"],
+            id="unknown-top-level-field",
+        ),
+        pytest.param(
+            "defaults:\n  notify_afer: 10d\nrules:\n" + GPU_RULE,
+            ["defaults.notify_afer: unknown field"],
+            id="unknown-defaults-field",
+        ),
+        pytest.param(
+            "rules:\n" + GPU_RULE + NOTEBOOK_RULE + "    colour: red\n",
+            ["rule 'nb' (rules[1]): colour: unknown field"],
+            id="unknown-rule-field",
+        ),
+        pytest.param(
+            "rules:\n"
+            + GPU_RULE
+            + NOTEBOOK_RULE
+            + "    thresholds: {gpu_utilization_percent: 1}\n",
+            [
+                "rule 'nb' (rules[1])",
+                "thresholds ['gpu_utilization_percent'] are not known for aws.sagemaker-notebook",
+                "(allowed: none)",
+            ],
+            id="threshold-unknown-for-kind",
+        ),
+        pytest.param(
+            "rules:\n" + GPU_RULE + "    thresholds: {invocations_per_day: 1}\n",
+            [
+                "rule 'gpu' (rules[0])",
+                "thresholds ['invocations_per_day'] are not known for aws.ec2-gpu",
+                "allowed: cpu_utilization_percent, gpu_utilization_percent, network_mb_per_day",
+            ],
+            id="threshold-of-another-kind",
+        ),
+        pytest.param(
+            "rules:\n" + GPU_RULE + "    action: terminate\n",
+            [
+                "rule 'gpu' (rules[0])",
+                "action 'terminate' is not available for aws.ec2-gpu",
+                "use 'stop' or 'notify-only'",
+            ],
+            id="action-not-available",
+        ),
+        pytest.param(
+            "rules:\n  - name: gpu\n    kind: aws.sagemaker-endpoint\n    action: stop\n",
+            ["rule 'gpu' (rules[0])", "action 'stop' is not available for aws.sagemaker-endpoint"],
+            id="action-of-another-kind",
+        ),
+        pytest.param(
+            "rules:\n"
+            + GPU_RULE
+            + NOTEBOOK_RULE
+            + "  - name: gpu\n    kind: aws.sagemaker-endpoint\n",
+            ["rule 'gpu' (rules[2])", "already used by rules[0]"],
+            id="duplicate-rule-names",
+        ),
+        pytest.param("rules: []\n", ["rules: at least one rule is required"], id="empty-rules"),
+        pytest.param("version: 1\n", ["rules: Field required"], id="no-rules"),
+        pytest.param(
+            "rules:\n" + GPU_RULE + "    enabled: false\n",
+            ["every rule is disabled; nothing to do"],
+            id="all-rules-disabled",
+        ),
+        pytest.param(
+            "version: 2\nrules:\n" + GPU_RULE,
+            ["version:"],
+            id="unknown-version",
+        ),
+    ],
+)
+def test_policy_errors_name_file_rule_and_field(
+    tmp_path: Path, text: str, fragments: list[str]
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(PolicyError) as caught:
+        load_policy(path, env={})
+
+    message = str(caught.value)
+    lines = message.splitlines()
+    assert lines, "an error message is required"
+    for line in lines:
+        assert line.startswith(f"{path}:"), line
+    for fragment in fragments:
+        assert fragment in message
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("rules:\n" + GPU_RULE + "    colour: red\n", id="unknown-field"),
+        pytest.param("rules:\n  - name: gpu\n    kind: aws.tpu\n", id="unknown-kind"),
+        pytest.param("rules:\n" + GPU_RULE + "    warning: 0d\n", id="zero-duration"),
+        pytest.param("rules:\n" + GPU_RULE + "    action: terminate\n", id="bad-action"),
+    ],
+)
+def test_one_broken_rule_gives_exactly_one_line(tmp_path: Path, text: str) -> None:
+    """No spurious 'rules: at least one item' on top of the real problem."""
+    with pytest.raises(PolicyError) as caught:
+        load_text(tmp_path, text)
+    assert len(str(caught.value).splitlines()) == 1, str(caught.value)
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    text = (
+        "rules:\n"
+        "  - name: a\n    kind: aws.ec2-gpu\n    colour: red\n"
+        "  - name: b\n    kind: aws.sagemaker-notebook\n    warning: 0d\n"
+    )
+    with pytest.raises(PolicyError) as caught:
+        load_text(tmp_path, text)
+    lines = str(caught.value).splitlines()
+    assert len(lines) == 2
+    assert "rule 'a' (rules[0]): colour: unknown field" in lines[0]
+    assert "rule 'b' (rules[1]): warning:" in lines[1]
+
+
+def test_unnamed_rule_is_named_by_index(tmp_path: Path) -> None:
+    with pytest.raises(PolicyError) as caught:
+        load_text(tmp_path, "rules:\n  - kind: aws.ec2-gpu\n")
+    assert str(caught.value) == f"{tmp_path / 'team.yaml'}: rules[0]: name: Field required"
+
+
+def test_parse_policy_names_the_given_source() -> None:
+    with pytest.raises(PolicyError, match=r"^inline\.yaml: colour: unknown field$"):
+        parse_policy("colour: red\nrules:\n" + GPU_RULE, "inline.yaml", env={})
+
+
+def test_missing_policy_file_is_one_line(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(PolicyError) as caught:
+        load_policy(missing, env={})
+
+    message = str(caught.value)
+    assert message == f"{missing}: cannot read policy file: No such file or directory"
+    assert caught.value.__cause__ is None  # no chained traceback for the user
+
+
+def test_policy_path_is_a_directory(tmp_path: Path) -> None:
+    with pytest.raises(PolicyError) as caught:
+        load_policy(tmp_path, env={})
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path}: cannot read policy file")
+    assert len(message.splitlines()) == 1
+
+
+# --- environment overrides ----------------------------------------------------------------------
+
+TEAM_POLICY = (
+    "state_url: sqlite:///from-file.db\n"
+    "aws:\n  regions: [ap-south-1]\n  max_concurrency: 4\n"
+    "rules:\n" + GPU_RULE
+)
+
+
+def test_env_state_url_overrides_file() -> None:
+    policy = parse_policy(TEAM_POLICY, "team.yaml", env={"JANITOR_STATE_URL": "sqlite:///env.db"})
+    assert policy.state_url == "sqlite:///env.db"
+
+
+def test_env_regions_override_file_and_keep_other_aws_settings() -> None:
+    policy = parse_policy(TEAM_POLICY, "team.yaml", env={"JANITOR_REGIONS": "us-east-1, eu-west-1"})
+    assert policy.aws.regions == ("us-east-1", "eu-west-1")
+    assert policy.aws.max_concurrency == 4
+    assert policy.state_url == "sqlite:///from-file.db"
+
+
+def test_env_regions_without_aws_section() -> None:
+    policy = parse_policy(
+        "rules:\n" + GPU_RULE, "team.yaml", env={"JANITOR_REGIONS": " us-east-1,,eu-west-1 ,"}
+    )
+    assert policy.aws.regions == ("us-east-1", "eu-west-1")
+
+
+def test_empty_env_values_are_ignored() -> None:
+    policy = parse_policy(
+        TEAM_POLICY, "team.yaml", env={"JANITOR_STATE_URL": "", "JANITOR_REGIONS": ""}
+    )
+    assert policy.state_url == "sqlite:///from-file.db"
+    assert policy.aws.regions == ("ap-south-1",)
+
+
+def test_env_regions_with_broken_aws_section_is_a_policy_error() -> None:
+    with pytest.raises(PolicyError, match=r"^team\.yaml: aws: "):
+        parse_policy("aws: oops\nrules:\n" + GPU_RULE, "team.yaml", env={"JANITOR_REGIONS": "x"})
+
+
+def test_env_policy_file(tmp_path: Path) -> None:
+    path = write(tmp_path, TEAM_POLICY)
+    policy = load_policy(env={"JANITOR_POLICY": str(path), "JANITOR_REGIONS": "us-east-2"})
+
+    assert policy.source == str(path)
+    assert [rule.name for rule in policy.rules] == ["gpu"]
+    assert policy.aws.regions == ("us-east-2",)
+
+
+def test_explicit_path_beats_env_policy(tmp_path: Path) -> None:
+    explicit = write(tmp_path, "rules:\n" + NOTEBOOK_RULE, "explicit.yaml")
+    policy = load_policy(explicit, env={"JANITOR_POLICY": str(tmp_path / "missing.yaml")})
+
+    assert policy.source == str(explicit)
+    assert [rule.name for rule in policy.rules] == ["nb"]
+
+
+def test_env_policy_missing_file(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.yaml"
+    with pytest.raises(PolicyError, match="cannot read policy file") as caught:
+        load_policy(env={"JANITOR_POLICY": str(missing)})
+    assert str(caught.value).startswith(f"{missing}:")
+
+
+def test_process_environment_used_when_env_not_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, TEAM_POLICY)
+    monkeypatch.setenv("JANITOR_POLICY", str(path))
+    monkeypatch.setenv("JANITOR_STATE_URL", "sqlite:///process.db")
+
+    policy = load_policy()
+
+    assert policy.source == str(path)
+    assert policy.state_url == "sqlite:///process.db"
+
+
+def test_explicit_env_ignores_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JANITOR_REGIONS", "us-west-1")
+    monkeypatch.setenv("JANITOR_STATE_URL", "sqlite:///process.db")
+
+    policy = load_policy(env={})
+
+    assert policy.source == DEFAULT_POLICY
+    assert policy.aws.regions == ()
+    assert policy.state_url is None
