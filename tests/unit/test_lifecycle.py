@@ -221,11 +221,12 @@ ROWS = [
     pytest.param(
         Row(
             now=62,
-            expect=Action.WARN,
+            expect=Action.NONE,
             prior=state(notified=30, warned=53, stop_due=60, stopped=60),
-            stop_due=69,
+            stop_due=120,
+            streak_start=60,
         ),
-        id="prior-stopped-new-streak-needs-new-warning",
+        id="prior-stopped-new-streak-starts-at-the-stop",
     ),
     pytest.param(
         Row(
