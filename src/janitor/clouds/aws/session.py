@@ -5,9 +5,10 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
@@ -15,14 +16,32 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from janitor.policy import AwsAccount, AwsSettings
 
-# Adaptive retries: client-side rate limiting plus retries on ThrottlingException, 429 and 5xx.
-CLIENT_CONFIG = Config(
-    retries={"mode": "adaptive", "max_attempts": 8},
-    connect_timeout=5,
-    read_timeout=30,
-    max_pool_connections=32,
-    user_agent_extra="janitor",
-)
+if TYPE_CHECKING:
+    from botocore.config import _RetryDict
+
+
+def client_config() -> Config:
+    """Adaptive retries: client-side rate limiting plus retries on throttling, 429 and 5xx.
+
+    The standard AWS_MAX_ATTEMPTS (and AWS_RETRY_MODE=standard) still apply: botocore lets an
+    explicit Config win over them, so they are read here.
+    """
+    attempts = os.environ.get("AWS_MAX_ATTEMPTS", "").strip()
+    max_attempts = int(attempts) if attempts.isdigit() else 8
+    if os.environ.get("AWS_RETRY_MODE") == "standard":
+        retries: _RetryDict = {"mode": "standard", "max_attempts": max_attempts}
+    else:
+        retries = {"mode": "adaptive", "max_attempts": max_attempts}
+    return Config(
+        retries=retries,
+        connect_timeout=5,
+        read_timeout=30,
+        max_pool_connections=32,
+        user_agent_extra="janitor",
+    )
+
+
+CLIENT_CONFIG = client_config()
 
 DEFAULT_REGION = "us-east-1"
 
@@ -49,7 +68,7 @@ class AwsScope:
 
     def client(self, service: str) -> Any:
         make: Any = self.session.client  # typed per service by the stubs; callers annotate
-        return make(service, region_name=self.region, config=CLIENT_CONFIG)
+        return make(service, region_name=self.region, config=client_config())
 
 
 def base_session() -> boto3.Session:
@@ -61,7 +80,7 @@ def base_session() -> boto3.Session:
 
 def _assume(base: boto3.Session, account: AwsAccount) -> boto3.Session:
     assert account.role_arn is not None
-    sts = base.client("sts", region_name=base.region_name or DEFAULT_REGION, config=CLIENT_CONFIG)
+    sts = base.client("sts", region_name=base.region_name or DEFAULT_REGION, config=client_config())
     kwargs: dict[str, Any] = {"RoleArn": account.role_arn, "RoleSessionName": "janitor"}
     if account.external_id:
         kwargs["ExternalId"] = account.external_id
@@ -94,7 +113,7 @@ def open_accounts(
         try:
             session = _assume(base, account) if account.role_arn else base
             sts = session.client(
-                "sts", region_name=session.region_name or DEFAULT_REGION, config=CLIENT_CONFIG
+                "sts", region_name=session.region_name or DEFAULT_REGION, config=client_config()
             )
             account_id = sts.get_caller_identity()["Account"]
         except (ClientError, BotoCoreError) as exc:
