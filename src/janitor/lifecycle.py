@@ -88,7 +88,7 @@ def _days(delta: timedelta) -> float:
 
 
 def _fmt(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M UTC")
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def current_streak(

@@ -56,6 +56,9 @@ class Task:
     cloud: Cloud
     scope_id: str
     region: str
+    # Handlers to use instead of building the kind's own from `scope` (in-memory fakes in tests,
+    # or a caller that already holds them).
+    handlers: KindHandlers | None = field(default=None, compare=False)
 
     @property
     def label(self) -> str:
@@ -143,7 +146,7 @@ def _scan_task(task: Task, evidence_until: datetime) -> TaskResult:
     from janitor.clouds.errors import scope_error_message
 
     try:
-        handlers = registry.get(task.rule.kind).build(task.scope, task.rule)
+        handlers = task.handlers or registry.get(task.rule.kind).build(task.scope, task.rule)
         resources = list(handlers.scanner.scan())
         window = Window.ending(evidence_until, task.rule.lookback)
         verdicts = handlers.probe.usage(resources, window, evidence_until)
@@ -214,9 +217,14 @@ def kill_switch_on(environ: Mapping[str, str] | None = None) -> bool:
 
 
 def scan(
-    policy: Policy, *, now: datetime, store: StateStore, progress: Progress | None = None
+    policy: Policy,
+    *,
+    now: datetime,
+    store: StateStore,
+    progress: Progress | None = None,
+    tasks: Sequence[Task] | None = None,
 ) -> RunReport:
-    ev = evaluate(policy, now=now, store=store, progress=progress)
+    ev = evaluate(policy, now=now, store=store, progress=progress, tasks=tasks)
     findings = guard(ev.findings, max_stops=policy.max_stops_per_run, kill_switch=kill_switch_on())
     return RunReport(
         as_of=now,
@@ -239,11 +247,15 @@ def run(
     apply: bool,
     progress: Progress | None = None,
     run_id: str | None = None,
+    tasks: Sequence[Task] | None = None,
 ) -> RunReport:
-    """One lifecycle pass. Without `apply`: no mutating call, no message, no state written."""
+    """One lifecycle pass. Without `apply`: no mutating call, no message, no state written.
+
+    `tasks`: the rule x scope pairs to run (default: discovered from the policy's clouds).
+    """
     run_id = run_id or uuid.uuid4().hex[:12]
     if not apply:
-        report = scan(policy, now=now, store=store, progress=progress)
+        report = scan(policy, now=now, store=store, progress=progress, tasks=tasks)
         report.command = "run"
         report.deliveries = [
             f"would send to {d.owner or 'fallback'}: "
@@ -252,7 +264,7 @@ def run(
         ]
         return report
     with store.lock(f"run {run_id} pid {os.getpid()}", LOCK_TTL):
-        ev = evaluate(policy, now=now, store=store, progress=progress)
+        ev = evaluate(policy, now=now, store=store, progress=progress, tasks=tasks)
         findings = guard(
             ev.findings, max_stops=policy.max_stops_per_run, kill_switch=kill_switch_on()
         )
@@ -464,36 +476,50 @@ class RestoreError(Exception):
 
 
 def restore(
-    query: str, *, policy: Policy, store: StateStore, now: datetime, run_id: str | None = None
+    query: str,
+    *,
+    policy: Policy,
+    store: StateStore,
+    now: datetime,
+    run_id: str | None = None,
+    handlers: KindHandlers | None = None,
 ) -> str:
-    """Undo the last stop of the resource named or identified by `query`."""
+    """Undo the last stop of the resource named or identified by `query`.
+
+    `handlers`: used instead of building the recorded kind's handlers in its recorded scope.
+    """
     from janitor.clouds.errors import scope_error_message
 
     run_id = run_id or uuid.uuid4().hex[:12]
     recipe: Mapping[str, Any] | None = None
     stop_event: AuditEvent | None = None
-    for event in store.events(match=query, limit=10_000):
+    events = [e for e in store.events(match=query, limit=10_000) if e.key]
+    # An exact name, id or key wins over a substring of keys (`i-1` must not mean `i-10`), and
+    # the query must come down to one stopped resource.
+    exact = [e for e in events if query in (e.name, e.key, e.key.rsplit("|", 1)[-1])]
+    events = exact or events
+    stopped = sorted({e.key for e in events if _is_stop(e)})
+    if len(stopped) > 1:
+        raise RestoreError(
+            f"{query}: matches {len(stopped)} stopped resources ({', '.join(stopped)});"
+            " name one by its id or full key"
+        )
+    for event in events:
+        if event.key not in stopped:
+            continue
         if event.event == "restore":
             raise RestoreError(
                 f"{query}: already restored on {event.at:%Y-%m-%d %H:%M} UTC since its last stop"
             )
-        if event.event == "action" and event.detail.get("outcome") == "stopped":
+        if _is_stop(event):
             recipe = event.detail.get("restore")
             stop_event = event
             break
     if recipe is None or stop_event is None:
         raise RestoreError(f"{query}: no recorded stop to undo (see `janitor history {query}`)")
-    kind = str(recipe["kind"])
-    spec = registry.get(kind)
-    info = recipe["scope_info"]
-    provider = importlib.import_module(_PROVIDERS[Cloud(info["cloud"])])
-    rule = next((r for r in policy.rules if r.kind == kind), None)
-    if rule is None:
-        from janitor.policy import load_policy
-
-        rule = next(r for r in load_policy(None, env={}).rules if r.kind == kind)
     try:
-        handlers = spec.build(provider.restore_scope(info), rule)
+        if handlers is None:
+            handlers = _restore_handlers(recipe, policy)
         message: str = handlers.stopper.restore(recipe)
     except Exception as exc:  # noqa: BLE001 - reported as one line
         line = scope_error_message(exc)
@@ -512,3 +538,21 @@ def restore(
     )
     store.delete_state(stop_event.key)  # it comes back with a fresh streak
     return message
+
+
+def _is_stop(event: AuditEvent) -> bool:
+    return event.event == "action" and event.detail.get("outcome") == "stopped"
+
+
+def _restore_handlers(recipe: Mapping[str, Any], policy: Policy) -> KindHandlers:
+    """The recorded kind's handlers, in the scope the stop happened in."""
+    kind = str(recipe["kind"])
+    spec = registry.get(kind)
+    info = recipe["scope_info"]
+    provider = importlib.import_module(_PROVIDERS[Cloud(info["cloud"])])
+    rule = next((r for r in policy.rules if r.kind == kind), None)
+    if rule is None:
+        from janitor.policy import load_policy
+
+        rule = next(r for r in load_policy(None, env={}).rules if r.kind == kind)
+    return spec.build(provider.restore_scope(info), rule)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from janitor.model import Action, Finding, StopOutcome
 from janitor.notify.base import Digest, DigestItem
@@ -55,7 +55,7 @@ def item_line(item: DigestItem) -> str:
         _money(f.monthly_cost_usd),
     ]
     if item.stage is Action.WARN and f.decision.stop_due is not None:
-        parts.append(f"stops on {f.decision.stop_due:%Y-%m-%d %H:%M} UTC")
+        parts.append(f"stops on {f.decision.stop_due.astimezone(UTC):%Y-%m-%d %H:%M} UTC")
     if item.stage is Action.STOP:
         parts.append(f"undo: janitor restore {f.resource.name}")
     return " | ".join(parts)
