@@ -41,8 +41,6 @@ def client_config() -> Config:
     )
 
 
-CLIENT_CONFIG = client_config()
-
 DEFAULT_REGION = "us-east-1"
 
 

@@ -1,0 +1,505 @@
+"""`aws.ec2-gpu`: running GPU / accelerator EC2 instances (p, g, gr, trn, inf, dl families).
+
+Scan: one paged DescribeInstances pass (1000 per page) filtered server-side on
+`instance-state-name=running`; the family check is a client-side regex. We do not send
+`instance-type` wildcards (`p*`, `g*`...): AWS honours them but moto compares filter values
+literally and would return nothing, and the regex is stricter than the wildcards anyway
+(`g*` would also match a future non-GPU `g` family). Tags come with DescribeInstances.
+
+EC2 has no creation time: `LaunchTime` is the time of the last start, so it is both
+`created_at` and `last_started_at` (an idle streak can never start before it).
+
+Usage, strongest first, batched through `cloudwatch.py` for every instance of the scope at once:
+
+* HIGH: CWAgent `nvidia_smi_utilization_gpu`. One ListMetrics pass finds every series; each one
+  carrying an `InstanceId` dimension is one GPU (the agent adds index, name, arch...). Each series
+  is queried with its exact dimension set, Maximum per day; a day is active when the maximum
+  across the instance's GPUs exceeds `gpu_utilization_percent`, so one busy GPU of eight keeps
+  the instance active.
+* LOW, for instances with no GPU series: AWS/EC2 `CPUUtilization` Maximum per day above
+  `cpu_utilization_percent`, or NetworkIn + NetworkOut Sum per day above `network_mb_per_day`.
+  A data loader or a CPU-bound preprocessing step looks the same as training here.
+
+Unknown, never idle: no datapoint in the window, a failed or denied query, or a newest datapoint
+more than three days old (the agent or the instance stopped reporting).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from janitor.clouds.aws.cloudwatch import (
+    Dimensions,
+    MetricRequest,
+    MetricResult,
+    MetricsUnavailable,
+    daily_bounds,
+    get_metric_data,
+    list_dimension_sets,
+)
+from janitor.clouds.aws.session import AwsScope, client_config, one_line
+from janitor.clouds.base import KindHandlers
+from janitor.model import (
+    Cloud,
+    Confidence,
+    Resource,
+    ResourceRef,
+    StopOutcome,
+    StopResult,
+    Verdict,
+    Window,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudwatch import CloudWatchClient
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_ec2.type_defs import InstanceTypeDef
+
+    from janitor.policy import Rule
+
+KIND = "aws.ec2-gpu"
+
+# GPU / accelerator families: p2..p5, g3..g6, gr6, trn1/2, inf1/2, dl1/dl2q.
+GPU_FAMILY = re.compile(r"^(p\d|g\d|gr\d|trn\d|inf\d|dl\d)")
+
+GPU_NAMESPACE = "CWAgent"
+GPU_METRIC = "nvidia_smi_utilization_gpu"
+EC2_NAMESPACE = "AWS/EC2"
+
+DAY = timedelta(days=1)
+# A newest datapoint older than this means the instance or its agent stopped reporting.
+STALE_AFTER = timedelta(days=3)
+
+_STOPPED_STATES = frozenset({"stopped", "stopping"})
+
+
+def is_gpu_type(instance_type: str) -> bool:
+    return GPU_FAMILY.match(instance_type) is not None
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+def _day(value: datetime) -> str:
+    return _utc(value).strftime("%Y-%m-%d")
+
+
+def _tags(raw: Iterable[Mapping[str, Any]] | None) -> dict[str, str]:
+    return {str(t["Key"]): str(t.get("Value", "")) for t in raw or ()}
+
+
+# --- scan ------------------------------------------------------------------------------------
+
+
+class Ec2GpuScanner:
+    def __init__(self, ec2: EC2Client, *, account_id: str, region: str) -> None:
+        self._ec2 = ec2
+        self._account_id = account_id
+        self._region = region
+
+    def scan(self) -> Iterator[Resource]:
+        pages = self._ec2.get_paginator("describe_instances").paginate(
+            Filters=[{"Name": "instance-state-name", "Values": ["running"]}],
+            PaginationConfig={"PageSize": 1000},
+        )
+        for page in pages:
+            for reservation in page.get("Reservations", []):
+                for instance in reservation.get("Instances", []):
+                    if instance.get("State", {}).get("Name") != "running":
+                        continue
+                    if not is_gpu_type(instance.get("InstanceType", "")):
+                        continue
+                    yield self._resource(instance)
+
+    def describe(self, resources: Sequence[Resource]) -> list[Resource]:
+        # DescribeInstances already returned everything the pipeline needs.
+        return list(resources)
+
+    def _resource(self, instance: InstanceTypeDef) -> Resource:
+        instance_id = instance["InstanceId"]
+        tags = _tags(instance.get("Tags"))
+        launched = _utc(instance["LaunchTime"])
+        return Resource(
+            ref=ResourceRef(Cloud.AWS, KIND, self._account_id, self._region, instance_id),
+            name=tags.get("Name") or instance_id,
+            state=instance.get("State", {}).get("Name", "unknown"),
+            created_at=launched,
+            tags=tags,
+            last_started_at=launched,
+            instance_type=instance.get("InstanceType"),
+            details={
+                "lifecycle": instance.get("InstanceLifecycle") or "on-demand",
+                "root_device_type": instance.get("RootDeviceType", "ebs"),
+                "availability_zone": instance.get("Placement", {}).get("AvailabilityZone", ""),
+            },
+        )
+
+
+# --- stop / restore --------------------------------------------------------------------------
+
+
+class Ec2GpuStopper:
+    def __init__(self, scope: AwsScope) -> None:
+        self._scope = scope
+        self._ec2: EC2Client = scope.client("ec2")
+
+    def stop(self, resource: Resource) -> StopResult:
+        instance_id = resource.ref.id
+        try:
+            instance = _describe_one(self._ec2, instance_id)
+        except ClientError as exc:
+            return StopResult(StopOutcome.FAILED, one_line(exc))
+        if instance is None:
+            return StopResult(StopOutcome.NOT_FOUND, f"instance {instance_id} no longer exists")
+        state = instance.get("State", {}).get("Name", "unknown")
+        if state in _STOPPED_STATES:
+            return StopResult(StopOutcome.ALREADY_STOPPED, f"instance {instance_id} is {state}")
+        if state == "terminated":
+            return StopResult(StopOutcome.NOT_FOUND, f"instance {instance_id} was terminated")
+        if state != "running":
+            return StopResult(
+                StopOutcome.REFUSED_STATE, f"instance {instance_id} is {state}, not running"
+            )
+        if instance.get("InstanceLifecycle") == "spot":
+            return StopResult(
+                StopOutcome.REFUSED_STATE,
+                f"instance {instance_id} is a spot instance: stopping it may lose it for good "
+                "(a one-time spot request is not restarted); stop or terminate it by hand",
+            )
+        root = instance.get("RootDeviceType", "ebs")
+        if root != "ebs":
+            return StopResult(
+                StopOutcome.REFUSED_STATE,
+                f"instance {instance_id} has an {root} root volume: stopping it would lose its "
+                "data; not stopped",
+            )
+        instance_type = instance.get("InstanceType", resource.instance_type or "")
+        recipe = {
+            "kind": KIND,
+            "account": self._scope.account_id,
+            "region": self._scope.region,
+            "instance_id": instance_id,
+            "instance_type": instance_type,
+            "name": resource.name,
+        }
+        try:
+            self._ec2.stop_instances(InstanceIds=[instance_id])
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code == "InvalidInstanceID.NotFound":
+                return StopResult(StopOutcome.NOT_FOUND, f"instance {instance_id} vanished")
+            if code in {"IncorrectInstanceState", "UnsupportedOperation", "OperationNotPermitted"}:
+                # e.g. stop protection (DisableApiStop) or a state change since DescribeInstances
+                return StopResult(StopOutcome.REFUSED_STATE, one_line(exc))
+            return StopResult(StopOutcome.FAILED, one_line(exc))
+        return StopResult(
+            StopOutcome.STOPPED,
+            f"stopped {instance_id} ({instance_type}); EBS volumes are kept and still billed",
+            restore=recipe,
+        )
+
+    def restore(self, recipe: Mapping[str, Any]) -> str:
+        instance_id = str(recipe["instance_id"])
+        region = str(recipe.get("region") or self._scope.region)
+        ec2 = self._ec2 if region == self._scope.region else _client_in(self._scope, region)
+        label = f"{instance_id} ({recipe.get('name') or instance_id}) in {region}"
+        instance = _describe_one(ec2, instance_id)
+        if instance is None:
+            return f"instance {label} no longer exists: nothing to restore"
+        state = instance.get("State", {}).get("Name", "unknown")
+        if state in {"running", "pending"}:
+            return f"instance {label} is already {state}"
+        if state in {"terminated", "shutting-down"}:
+            return f"instance {label} is {state}: it cannot be started again"
+        if state == "stopping":
+            return f"instance {label} is still stopping: run restore again once it is stopped"
+        ec2.start_instances(InstanceIds=[instance_id])
+        return f"started instance {label} (was {state})"
+
+
+def _client_in(scope: AwsScope, region: str) -> EC2Client:
+    client: EC2Client = scope.session.client("ec2", region_name=region, config=client_config())
+    return client
+
+
+def _describe_one(ec2: EC2Client, instance_id: str) -> InstanceTypeDef | None:
+    """The instance, or None when EC2 does not know it (any more)."""
+    try:
+        answer = ec2.describe_instances(InstanceIds=[instance_id])
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "InvalidInstanceID.NotFound":
+            return None
+        raise
+    for reservation in answer.get("Reservations", []):
+        for instance in reservation.get("Instances", []):
+            if instance.get("InstanceId") == instance_id:
+                return instance
+    return None
+
+
+# --- usage -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Streak:
+    """Where the newest run of inactive days starts, from per-day activity."""
+
+    active: bool  # the newest day is active
+    last_active_day: datetime | None  # start of the newest active day
+    idle_days: tuple[datetime, ...]  # days after the last active one
+
+
+def _streak(active_by_day: Mapping[datetime, bool]) -> _Streak:
+    days = sorted(active_by_day)
+    active_days = [d for d in days if active_by_day[d]]
+    last_active = active_days[-1] if active_days else None
+    idle = tuple(d for d in days if last_active is None or d > last_active)
+    return _Streak(active_by_day[days[-1]], last_active, idle)
+
+
+def _idle_since(streak: _Streak, resource: Resource, window: Window, now: datetime) -> datetime:
+    if streak.last_active_day is None:
+        return min(max(resource.streak_floor, window.start), now)
+    return min(max(streak.last_active_day + DAY, resource.streak_floor), now)
+
+
+def _streak_days(streak: _Streak, since: datetime) -> tuple[datetime, ...]:
+    """The idle days whose bucket overlaps the idle streak (all idle days if none does)."""
+    return tuple(day for day in streak.idle_days if day + DAY > since) or streak.idle_days
+
+
+def _stale(newest_day: datetime, now: datetime) -> bool:
+    """Every datapoint of the newest daily bucket is more than STALE_AFTER old."""
+    return now - (newest_day + DAY) > STALE_AFTER
+
+
+def _pct(value: float) -> str:
+    return f"{value:.1f}%"
+
+
+def _mb(value: float) -> str:
+    return f"{value / 1e6:.1f} MB"
+
+
+def _by_day(*series: Iterable[tuple[datetime, float]], combine: str) -> dict[datetime, float]:
+    """Merge daily series: `max` (GPUs of one instance) or `sum` (NetworkIn + NetworkOut)."""
+    out: dict[datetime, float] = {}
+    for points in series:
+        for day, value in points:
+            if day not in out:
+                out[day] = value
+            elif combine == "max":
+                out[day] = max(out[day], value)
+            else:
+                out[day] += value
+    return out
+
+
+def _failed(results: Sequence[MetricResult]) -> MetricResult | None:
+    return next((r for r in results if not r.ok), None)
+
+
+def _failure_evidence(what: str, result: MetricResult) -> str:
+    why = "was denied" if result.denied else "failed"
+    return f"{what} query {why}: {result.error}"
+
+
+class Ec2GpuProbe:
+    def __init__(
+        self, cloudwatch: CloudWatchClient, *, region: str, thresholds: Mapping[str, float]
+    ) -> None:
+        self._cloudwatch = cloudwatch
+        self._region = region
+        self._gpu_pct = float(thresholds["gpu_utilization_percent"])
+        self._cpu_pct = float(thresholds["cpu_utilization_percent"])
+        self._net_bytes = float(thresholds["network_mb_per_day"]) * 1e6
+
+    def usage(
+        self, resources: Sequence[Resource], window: Window, now: datetime
+    ) -> dict[str, Verdict]:
+        if not resources:
+            return {}
+        try:
+            gpu_sets = list_dimension_sets(self._cloudwatch, GPU_NAMESPACE, GPU_METRIC)
+        except MetricsUnavailable as exc:
+            # Without the list we cannot tell GPU instances from CPU-fallback ones: judging
+            # a busy GPU by its CPU could call it idle, so nobody is judged.
+            evidence = f"cannot list {GPU_NAMESPACE} {GPU_METRIC} series in {self._region}: {exc}"
+            return {r.ref.key: Verdict.unknown(r.ref, evidence) for r in resources}
+
+        gpus: dict[str, list[Dimensions]] = {r.ref.id: [] for r in resources}
+        for dims in gpu_sets:
+            instance_id = dict(dims).get("InstanceId")
+            if instance_id in gpus:
+                gpus[instance_id].append(dims)
+
+        requests: list[MetricRequest] = []
+        for resource in resources:
+            instance_id = resource.ref.id
+            if gpus[instance_id]:
+                requests.extend(
+                    MetricRequest(f"gpu|{instance_id}|{i}", GPU_NAMESPACE, GPU_METRIC, d, "Maximum")
+                    for i, d in enumerate(gpus[instance_id])
+                )
+                continue
+            one: Dimensions = (("InstanceId", instance_id),)
+            requests += [
+                MetricRequest(
+                    f"cpu|{instance_id}", EC2_NAMESPACE, "CPUUtilization", one, "Maximum"
+                ),
+                MetricRequest(f"in|{instance_id}", EC2_NAMESPACE, "NetworkIn", one, "Sum"),
+                MetricRequest(f"out|{instance_id}", EC2_NAMESPACE, "NetworkOut", one, "Sum"),
+            ]
+        start, end = daily_bounds(window)
+        results = get_metric_data(self._cloudwatch, requests, start, end)
+
+        verdicts: dict[str, Verdict] = {}
+        for resource in resources:
+            instance_id = resource.ref.id
+            if gpus[instance_id]:
+                series = [results[f"gpu|{instance_id}|{i}"] for i in range(len(gpus[instance_id]))]
+                verdicts[resource.ref.key] = self._gpu_verdict(resource, series, window, now)
+            else:
+                verdicts[resource.ref.key] = self._fallback_verdict(
+                    resource,
+                    results[f"cpu|{instance_id}"],
+                    results[f"in|{instance_id}"],
+                    results[f"out|{instance_id}"],
+                    window,
+                    now,
+                )
+        return verdicts
+
+    def _gpu_verdict(
+        self, resource: Resource, series: Sequence[MetricResult], window: Window, now: datetime
+    ) -> Verdict:
+        ref = resource.ref
+        count = f"{len(series)} GPU{'s' if len(series) != 1 else ''}"
+        source = f"{GPU_NAMESPACE} {GPU_METRIC}, Maximum per day, active above {self._gpu_pct:g}%"
+        failed = _failed(series)
+        if failed is not None:
+            return Verdict.unknown(ref, _failure_evidence(f"{GPU_NAMESPACE} {GPU_METRIC}", failed))
+        daily = _by_day(*(r.points for r in series), combine="max")
+        if not daily:
+            return Verdict.unknown(
+                ref,
+                f"no {GPU_METRIC} datapoints for its {count} since {_day(window.start)} "
+                f"({GPU_NAMESPACE} series exist but are empty in the window)",
+            )
+        newest = max(daily)
+        if _stale(newest, now):
+            return Verdict.unknown(
+                ref,
+                f"newest {GPU_METRIC} datapoint is from {_day(newest)}, more than "
+                f"{STALE_AFTER.days} days ago: the CloudWatch agent or the instance stopped "
+                "reporting",
+            )
+        streak = _streak({day: value > self._gpu_pct for day, value in daily.items()})
+        if streak.active:
+            return Verdict.active(
+                ref,
+                f"GPU utilisation {_pct(daily[newest])} on {_day(newest)} "
+                f"(max across {count}; {source})",
+                last_activity=min(newest + DAY, now),
+            )
+        since = _idle_since(streak, resource, window, now)
+        peak = max(daily[day] for day in _streak_days(streak, since))
+        evidence = f"max GPU utilisation {_pct(peak)} across {count} since {_day(since)} ({source})"
+        last_activity = None
+        if streak.last_active_day is not None:
+            last_day = streak.last_active_day
+            last_activity = last_day + DAY
+            evidence += f"; last busy day {_day(last_day)} ({_pct(daily[last_day])})"
+        return Verdict.idle(
+            ref, since, evidence, confidence=Confidence.HIGH, last_activity=last_activity
+        )
+
+    def _fallback_verdict(
+        self,
+        resource: Resource,
+        cpu: MetricResult,
+        net_in: MetricResult,
+        net_out: MetricResult,
+        window: Window,
+        now: datetime,
+    ) -> Verdict:
+        ref = resource.ref
+        why = (
+            f"fallback: no {GPU_NAMESPACE} {GPU_METRIC} series for this instance (install the "
+            "CloudWatch agent with the nvidia_gpu plugin for a high-confidence verdict)"
+        )
+        source = (
+            f"{EC2_NAMESPACE} CPUUtilization Maximum and NetworkIn+NetworkOut Sum per day, "
+            f"active above {self._cpu_pct:g}% CPU or {_mb(self._net_bytes)}/day"
+        )
+        for name, result in (
+            ("CPUUtilization", cpu),
+            ("NetworkIn", net_in),
+            ("NetworkOut", net_out),
+        ):
+            if not result.ok:
+                return Verdict.unknown(
+                    ref, _failure_evidence(f"{EC2_NAMESPACE} {name}", result) + f"; {why}"
+                )
+        cpu_daily = _by_day(cpu.points, combine="max")
+        net_daily = _by_day(net_in.points, net_out.points, combine="sum")
+        days = set(cpu_daily) | set(net_daily)
+        if not days:
+            return Verdict.unknown(
+                ref,
+                f"no CPUUtilization or network datapoints since {_day(window.start)}; {why}",
+            )
+        newest = max(days)
+        if _stale(newest, now):
+            return Verdict.unknown(
+                ref,
+                f"newest CPUUtilization/network datapoint is from {_day(newest)}, more than "
+                f"{STALE_AFTER.days} days ago; {why}",
+            )
+        streak = _streak(
+            {
+                day: cpu_daily.get(day, 0.0) > self._cpu_pct
+                or net_daily.get(day, 0.0) > self._net_bytes
+                for day in days
+            }
+        )
+        if streak.active:
+            return Verdict.active(
+                ref,
+                f"CPU {_pct(cpu_daily.get(newest, 0.0))}, network "
+                f"{_mb(net_daily.get(newest, 0.0))} on {_day(newest)} ({source}); {why}",
+                last_activity=min(newest + DAY, now),
+                confidence=Confidence.LOW,
+            )
+        since = _idle_since(streak, resource, window, now)
+        idle_days = _streak_days(streak, since)
+        peak_cpu = max((cpu_daily[d] for d in idle_days if d in cpu_daily), default=0.0)
+        peak_net = max((net_daily[d] for d in idle_days if d in net_daily), default=0.0)
+        last_activity = None if streak.last_active_day is None else streak.last_active_day + DAY
+        return Verdict.idle(
+            ref,
+            since,
+            f"max CPU {_pct(peak_cpu)}, max network {_mb(peak_net)}/day since {_day(since)} "
+            f"({source}); {why}",
+            confidence=Confidence.LOW,
+            last_activity=last_activity,
+        )
+
+
+def build(scope: AwsScope, rule: Rule) -> KindHandlers:
+    return KindHandlers(
+        scanner=Ec2GpuScanner(
+            scope.client("ec2"), account_id=scope.account_id, region=scope.region
+        ),
+        probe=Ec2GpuProbe(
+            scope.client("cloudwatch"), region=scope.region, thresholds=rule.thresholds
+        ),
+        stopper=Ec2GpuStopper(scope),
+    )
