@@ -253,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=200)
     p.add_argument("--format", choices=["table", "json"], default="table")
     p = sub.add_parser("demo", help="run a full cycle against local emulators (no cloud)")
-    p.add_argument("--days", type=int, default=70, help="simulated days to play (default 70)")
+    p.add_argument("--days", type=int, default=10, help="simulated days to play (default 10)")
     return parser
 
 

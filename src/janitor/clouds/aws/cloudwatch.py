@@ -1,0 +1,243 @@
+"""CloudWatch, batched: one ListMetrics pass per metric, GetMetricData for hundreds of series.
+
+Every kind that reads CloudWatch goes through here, so the batching rules live in one place:
+
+* `list_dimension_sets` discovers which dimension sets a metric is published with (paged
+  ListMetrics). A GetMetricData query must name the *exact* dimension set of a series: a series
+  published with an extra dimension is a different series and is never matched by a query that
+  leaves that dimension out. Keep the dimensions in the order ListMetrics returned them.
+* `get_metric_data` sends up to 500 MetricDataQueries per call (the API maximum), follows
+  NextToken (real CloudWatch pages by datapoint count) and returns one `MetricResult` per
+  request. A failed call or a query CloudWatch could not answer is reported on the results it
+  concerns (`ok` is False, `error` says why): a probe turns that into `unknown`, never `idle`.
+* `daily_bounds` aligns a window to whole UTC days, so `Period=86400` buckets are calendar days.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from janitor.clouds.aws.session import is_access_denied, one_line
+from janitor.model import Window, require_aware
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudwatch import CloudWatchClient
+
+DAY = timedelta(days=1)
+MAX_QUERIES_PER_CALL = 500  # GetMetricData's limit on MetricDataQueries
+
+# A metric's dimensions, as (name, value) pairs in the order ListMetrics returned them.
+Dimensions = tuple[tuple[str, str], ...]
+
+
+class MetricsUnavailable(Exception):
+    """CloudWatch could not be read for the whole scope (denied, throttled out, unreachable)."""
+
+    def __init__(self, message: str, *, denied: bool = False) -> None:
+        super().__init__(message)
+        self.denied = denied
+
+
+def _failure(exc: ClientError | BotoCoreError) -> MetricsUnavailable:
+    denied = isinstance(exc, ClientError) and is_access_denied(exc)
+    prefix = "permission denied: " if denied else ""
+    return MetricsUnavailable(prefix + one_line(exc), denied=denied)
+
+
+def list_dimension_sets(
+    cloudwatch: CloudWatchClient,
+    namespace: str,
+    metric_name: str,
+    *,
+    exact_names: Collection[str] | None = None,
+) -> list[Dimensions]:
+    """Every distinct dimension set `metric_name` is published with in the client's region.
+
+    With `exact_names`, only the sets whose dimension *names* are exactly those are kept (a set
+    with an extra or a missing dimension is a different series). Raises `MetricsUnavailable`.
+    """
+    wanted = frozenset(exact_names) if exact_names is not None else None
+    seen: set[frozenset[tuple[str, str]]] = set()
+    found: list[Dimensions] = []
+    kwargs: dict[str, Any] = {"Namespace": namespace, "MetricName": metric_name}
+    try:
+        while True:
+            page = cloudwatch.list_metrics(**kwargs)
+            for metric in page.get("Metrics", []):
+                dims: Dimensions = tuple(
+                    (d["Name"], d["Value"]) for d in metric.get("Dimensions", [])
+                )
+                if wanted is not None and frozenset(name for name, _ in dims) != wanted:
+                    continue
+                if len(dims) != len({name for name, _ in dims}):
+                    continue  # a repeated dimension name is not a series anyone can query
+                identity = frozenset(dims)
+                if identity in seen:
+                    continue
+                seen.add(identity)
+                found.append(dims)
+            token = page.get("NextToken")
+            if not token:
+                return found
+            kwargs["NextToken"] = token
+    except (ClientError, BotoCoreError) as exc:
+        raise _failure(exc) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class MetricRequest:
+    """One series to read: `key` is the caller's handle for its result."""
+
+    key: str
+    namespace: str
+    metric_name: str
+    dimensions: Dimensions
+    stat: str  # Sum, Maximum, Average, SampleCount, Minimum, p99...
+
+
+@dataclass(frozen=True, slots=True)
+class MetricResult:
+    key: str
+    # (bucket start, value), oldest first; buckets without data are absent, not zero.
+    points: tuple[tuple[datetime, float], ...] = ()
+    status: str = "Complete"  # CloudWatch's StatusCode, or "Error" when the call failed
+    error: str | None = None
+    denied: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def newest(self) -> datetime | None:
+        return self.points[-1][0] if self.points else None
+
+
+def daily_bounds(window: Window) -> tuple[datetime, datetime]:
+    """The window widened to whole UTC days: midnight on or before start, midnight after end."""
+    start = _midnight(window.start)
+    end = _midnight(window.end)
+    if end < window.end.astimezone(UTC):
+        end += DAY
+    if end <= start:
+        end = start + DAY
+    return start, end
+
+
+def _midnight(value: datetime) -> datetime:
+    utc = require_aware(value, "window bound").astimezone(UTC)
+    return utc.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _batches(items: Sequence[MetricRequest], size: int) -> Iterator[Sequence[MetricRequest]]:
+    for index in range(0, len(items), size):
+        yield items[index : index + size]
+
+
+def get_metric_data(
+    cloudwatch: CloudWatchClient,
+    requests: Sequence[MetricRequest],
+    start: datetime,
+    end: datetime,
+    *,
+    period: int = 86400,
+    batch_size: int = MAX_QUERIES_PER_CALL,
+) -> dict[str, MetricResult]:
+    """One result per request key; ceil(len(requests) / 500) calls (more only if paged).
+
+    A call that fails marks every request of its batch as failed; the other batches still count.
+    """
+    if not 1 <= batch_size <= MAX_QUERIES_PER_CALL:
+        raise ValueError(f"batch_size must be within 1..{MAX_QUERIES_PER_CALL}")
+    keys = [request.key for request in requests]
+    if len(set(keys)) != len(keys):
+        raise ValueError("MetricRequest keys must be unique")
+    require_aware(start, "start")
+    require_aware(end, "end")
+    results: dict[str, MetricResult] = {}
+    for batch in _batches(requests, batch_size):
+        results.update(_one_batch(cloudwatch, batch, start, end, period))
+    return results
+
+
+def _one_batch(
+    cloudwatch: CloudWatchClient,
+    batch: Sequence[MetricRequest],
+    start: datetime,
+    end: datetime,
+    period: int,
+) -> dict[str, MetricResult]:
+    by_id = {f"q{index}": request for index, request in enumerate(batch)}
+    queries: list[Any] = [
+        {
+            "Id": query_id,
+            "MetricStat": {
+                "Metric": {
+                    "Namespace": request.namespace,
+                    "MetricName": request.metric_name,
+                    "Dimensions": [{"Name": n, "Value": v} for n, v in request.dimensions],
+                },
+                "Period": period,
+                "Stat": request.stat,
+            },
+            "ReturnData": True,
+        }
+        for query_id, request in by_id.items()
+    ]
+    points: dict[str, list[tuple[datetime, float]]] = {query_id: [] for query_id in by_id}
+    status: dict[str, str] = {}
+    errors: dict[str, str] = {}
+    kwargs: dict[str, Any] = {
+        "MetricDataQueries": queries,
+        "StartTime": start,
+        "EndTime": end,
+        "ScanBy": "TimestampAscending",
+    }
+    try:
+        while True:
+            page = cloudwatch.get_metric_data(**kwargs)
+            for result in page.get("MetricDataResults", []):
+                query_id = result.get("Id", "")
+                if query_id not in by_id:
+                    continue
+                points[query_id].extend(
+                    (ts.astimezone(UTC), float(value))
+                    for ts, value in zip(
+                        result.get("Timestamps", []), result.get("Values", []), strict=False
+                    )
+                )
+                code: str = result.get("StatusCode", "Complete")
+                status[query_id] = code
+                if code in ("InternalError", "Forbidden"):
+                    detail = "; ".join(
+                        f"{m.get('Code', '')}: {m.get('Value', '')}".strip(": ")
+                        for m in result.get("Messages", [])
+                    )
+                    errors[query_id] = f"GetMetricData: {code}" + (f": {detail}" if detail else "")
+            token = page.get("NextToken")
+            if not token:
+                break
+            kwargs["NextToken"] = token
+    except (ClientError, BotoCoreError) as exc:
+        failure = _failure(exc)
+        return {
+            request.key: MetricResult(request.key, (), "Error", str(failure), denied=failure.denied)
+            for request in batch
+        }
+    out: dict[str, MetricResult] = {}
+    for query_id, request in by_id.items():
+        series = sorted(points[query_id], key=lambda point: point[0])
+        final = status.get(query_id, "Complete")
+        out[request.key] = MetricResult(
+            request.key,
+            tuple(series),
+            final,
+            errors.get(query_id),
+            denied=final == "Forbidden",
+        )
+    return out

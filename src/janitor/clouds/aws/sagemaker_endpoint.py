@@ -1,0 +1,455 @@
+"""aws.sagemaker-endpoint: real-time SageMaker endpoints, judged by their invocations.
+
+* scan: ListEndpoints (100 per page) and tags in bulk (Resource Groups Tagging API).
+* describe (action candidates only): DescribeEndpoint + DescribeEndpointConfig per endpoint, for
+  the instance type and count of every production variant.
+* usage: one ListMetrics pass for `AWS/SageMaker` `Invocations` in the region, keeping the series
+  whose dimensions are exactly EndpointName + VariantName, then GetMetricData `Sum` per day for
+  every (endpoint, variant) at once, 500 series per call. A day is active when the sum across the
+  endpoint's variants is above `invocations_per_day`; the endpoint is idle only when every
+  variant is. No metric, no datapoint, stale metrics or an error mean unknown.
+* stop: record the endpoint config (as CreateEndpointConfig arguments) and both sets of tags,
+  then delete the endpoint; the config is kept. restore: recreate the config if it is gone, then
+  the endpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from janitor.clouds.aws import cloudwatch, tagging
+from janitor.clouds.aws.session import AwsScope, one_line
+from janitor.clouds.base import KindHandlers
+from janitor.model import Cloud, Resource, ResourceRef, StopOutcome, StopResult, Verdict, Window
+
+if TYPE_CHECKING:
+    from botocore.model import Shape
+    from mypy_boto3_cloudwatch import CloudWatchClient
+    from mypy_boto3_resourcegroupstaggingapi import ResourceGroupsTaggingAPIClient
+    from mypy_boto3_sagemaker import SageMakerClient
+
+    from janitor.policy import Rule
+
+KIND = "aws.sagemaker-endpoint"
+NAMESPACE = "AWS/SageMaker"
+METRIC = "Invocations"
+DIMENSION_NAMES = frozenset({"EndpointName", "VariantName"})
+TAG_RESOURCE_TYPE = "sagemaker:endpoint"
+STALE_AFTER = timedelta(days=3)  # newest datapoint older than this: metrics stopped arriving
+DAY = timedelta(days=1)
+_SOURCE = "Sum per day, AWS/SageMaker Invocations"
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+def _day(value: datetime) -> str:
+    return f"{_utc(value):%Y-%m-%d}"
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def _is_not_found(exc: ClientError) -> bool:
+    err = exc.response.get("Error", {})
+    code = err.get("Code", "")
+    message = err.get("Message", "")
+    return code in {"ResourceNotFound", "ResourceNotFoundException"} or (
+        code == "ValidationException" and "could not find" in message.lower()
+    )
+
+
+def _user_tags(tags: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
+    """Tags that can be set again: `aws:` tags belong to AWS and are refused on create."""
+    return [
+        {"Key": tag["Key"], "Value": tag["Value"]}
+        for tag in tags
+        if not tag["Key"].lower().startswith("aws:")
+    ]
+
+
+# -- scanner ---------------------------------------------------------------------------------
+
+
+class EndpointScanner:
+    def __init__(
+        self,
+        sagemaker: SageMakerClient,
+        tagger: ResourceGroupsTaggingAPIClient,
+        *,
+        account_id: str,
+        region: str,
+    ) -> None:
+        self._sagemaker = sagemaker
+        self._tagger = tagger
+        self._account_id = account_id
+        self._region = region
+
+    def scan(self) -> Iterator[Resource]:
+        summaries: list[Any] = []
+        kwargs: dict[str, Any] = {"MaxResults": 100}
+        while True:
+            page = self._sagemaker.list_endpoints(**kwargs)
+            summaries.extend(page.get("Endpoints", []))
+            token = page.get("NextToken")
+            if not token:
+                break
+            kwargs["NextToken"] = token
+        if not summaries:
+            return
+        tags = tagging.by_lower_arn(tagging.tags_by_arn(self._tagger, [TAG_RESOURCE_TYPE]))
+        for ep in summaries:
+            arn = ep["EndpointArn"]
+            yield Resource(
+                ref=ResourceRef(Cloud.AWS, KIND, self._account_id, self._region, arn),
+                name=ep["EndpointName"],
+                state=ep["EndpointStatus"],
+                created_at=_utc(ep["CreationTime"]),
+                tags=dict(tags.get(arn.lower(), {})),
+            )
+
+    def describe(self, resources: Sequence[Resource]) -> list[Resource]:
+        return [self._describe_one(resource) for resource in resources]
+
+    def _describe_one(self, resource: Resource) -> Resource:
+        try:
+            endpoint = self._sagemaker.describe_endpoint(EndpointName=resource.name)
+        except ClientError as exc:
+            if _is_not_found(exc):
+                return resource
+            raise
+        config_name = endpoint["EndpointConfigName"]
+        config_variants: dict[str, Any] = {}
+        try:
+            config = self._sagemaker.describe_endpoint_config(EndpointConfigName=config_name)
+            config_variants = {v["VariantName"]: v for v in config.get("ProductionVariants", [])}
+        except ClientError as exc:
+            if not _is_not_found(exc):
+                raise
+        live = {v["VariantName"]: v for v in endpoint.get("ProductionVariants", [])}
+        variants: list[dict[str, Any]] = []
+        for name in list(live) + [n for n in config_variants if n not in live]:
+            configured: Mapping[str, Any] = config_variants.get(name, {})
+            running: Mapping[str, Any] = live.get(name, {})
+            count = running.get("CurrentInstanceCount", configured.get("InitialInstanceCount", 0))
+            variants.append(
+                {
+                    "name": name,
+                    "instance_type": configured.get("InstanceType"),
+                    "count": int(count or 0),
+                }
+            )
+        first_type = next((v["instance_type"] for v in variants if v["instance_type"]), None)
+        return dataclasses.replace(
+            resource,
+            state=endpoint.get("EndpointStatus", resource.state),
+            instance_type=first_type,
+            instance_count=sum(v["count"] for v in variants),
+            details={
+                **resource.details,
+                "variants": tuple(variants),
+                "endpoint_config_name": config_name,
+            },
+        )
+
+
+# -- usage probe -----------------------------------------------------------------------------
+
+
+class EndpointProbe:
+    def __init__(
+        self,
+        cw: CloudWatchClient,
+        *,
+        invocations_per_day: float = 0.0,
+        stale_after: timedelta = STALE_AFTER,
+    ) -> None:
+        self._cw = cw
+        self._threshold = invocations_per_day
+        self._stale_after = stale_after
+
+    def usage(
+        self, resources: Sequence[Resource], window: Window, now: datetime
+    ) -> dict[str, Verdict]:
+        if not resources:
+            return {}
+        try:
+            dimension_sets = cloudwatch.list_dimension_sets(
+                self._cw, NAMESPACE, METRIC, exact_names=DIMENSION_NAMES
+            )
+        except cloudwatch.MetricsUnavailable as exc:
+            evidence = f"cannot list {NAMESPACE} {METRIC} metrics: {exc}"
+            return {r.ref.key: Verdict.unknown(r.ref, evidence) for r in resources}
+
+        series_by_endpoint: dict[str, list[cloudwatch.Dimensions]] = {}
+        for dims in dimension_sets:
+            endpoint_name = dict(dims)["EndpointName"]
+            series_by_endpoint.setdefault(endpoint_name.lower(), []).append(dims)
+
+        requests: list[cloudwatch.MetricRequest] = []
+        variants_of: dict[str, list[tuple[str, str]]] = {}  # ref.key -> [(variant, request key)]
+        for resource in resources:
+            if resource.ref.key in variants_of:
+                continue  # the same endpoint twice: one set of queries serves both
+            variants_of[resource.ref.key] = []
+            for index, dims in enumerate(series_by_endpoint.get(resource.name.lower(), [])):
+                variant = dict(dims)["VariantName"]
+                key = f"{resource.ref.key}|{index}"
+                variants_of[resource.ref.key].append((variant, key))
+                requests.append(cloudwatch.MetricRequest(key, NAMESPACE, METRIC, dims, "Sum"))
+
+        start, end = cloudwatch.daily_bounds(window)
+        results = cloudwatch.get_metric_data(self._cw, requests, start, end) if requests else {}
+        return {
+            resource.ref.key: self._verdict(
+                resource, variants_of.get(resource.ref.key, []), results, window, start, end, now
+            )
+            for resource in resources
+        }
+
+    def _verdict(
+        self,
+        resource: Resource,
+        variants: list[tuple[str, str]],
+        results: Mapping[str, cloudwatch.MetricResult],
+        window: Window,
+        start: datetime,
+        end: datetime,
+        now: datetime,
+    ) -> Verdict:
+        ref = resource.ref
+        if not variants:
+            return Verdict.unknown(
+                ref,
+                f"no {NAMESPACE} {METRIC} metric with exactly EndpointName + VariantName "
+                f"is listed for endpoint {resource.name}",
+            )
+        listed = {variant for variant, _ in variants}
+        known = {
+            str(v["name"]) for v in resource.details.get("variants", ()) if isinstance(v, Mapping)
+        }
+        if missing := sorted(known - listed):
+            return Verdict.unknown(
+                ref, f"variant(s) {', '.join(missing)} publish no {NAMESPACE} {METRIC} metric"
+            )
+        daily: dict[datetime, float] = {}
+        for variant, key in variants:
+            result = results.get(key)
+            if result is None or not result.ok:
+                why = result.error if result is not None else "no result returned"
+                return Verdict.unknown(ref, f"{METRIC} for variant {variant} unreadable: {why}")
+            for ts, value in result.points:
+                if start <= ts < end:
+                    daily[ts] = daily.get(ts, 0.0) + value
+        n_variants = _plural(len({variant for variant, _ in variants}), "variant")
+        if not daily:
+            return Verdict.unknown(
+                ref,
+                f"no {METRIC} datapoints for {n_variants} between {_day(start)} and "
+                f"{_day(end - DAY)} ({_SOURCE})",
+            )
+        newest = max(daily)
+        if _utc(now) - (newest + DAY) > self._stale_after:
+            return Verdict.unknown(
+                ref, f"{METRIC} metrics stopped arriving: newest datapoint on {_day(newest)}"
+            )
+        active_days = [day for day, total in daily.items() if total > self._threshold]
+        last_activity: datetime | None = None
+        if active_days:
+            last = max(active_days)
+            if last == newest:
+                return Verdict.active(
+                    ref,
+                    f"{daily[last]:g} invocations on {_day(last)} across {n_variants} ({_SOURCE})",
+                    last_activity=min(last + DAY, _utc(now)),
+                )
+            last_activity = last + DAY
+            since = max(last_activity, _utc(resource.streak_floor))
+        else:
+            since = max(_utc(resource.streak_floor), _utc(window.start))
+        total = sum(value for day, value in daily.items() if day + DAY > since)
+        evidence = f"{total:g} invocations across {n_variants} since {_day(since)} ({_SOURCE})"
+        if self._threshold > 0:
+            evidence += f"; up to {self._threshold:g} a day counts as idle"
+        return Verdict.idle(ref, since, evidence, last_activity=last_activity)
+
+
+# -- stopper ---------------------------------------------------------------------------------
+
+
+def _fit_to_shape(value: Any, shape: Shape) -> Any:
+    """Keep only what `shape` (an operation's input) accepts: drops read-only answer fields."""
+    kind = shape.type_name
+    if kind == "structure" and isinstance(value, Mapping):
+        members = shape.members  # type: ignore[attr-defined]
+        fitted = {
+            key: _fit_to_shape(item, members[key])
+            for key, item in value.items()
+            if key in members and item is not None
+        }
+        return {key: item for key, item in fitted.items() if item != {}}
+    if kind == "list" and isinstance(value, list | tuple):
+        return [_fit_to_shape(item, shape.member) for item in value]  # type: ignore[attr-defined]
+    if kind == "map" and isinstance(value, Mapping):
+        return {k: _fit_to_shape(v, shape.value) for k, v in value.items()}  # type: ignore[attr-defined]
+    if isinstance(value, datetime):
+        return _utc(value).isoformat()
+    return value
+
+
+class EndpointStopper:
+    def __init__(
+        self,
+        sagemaker: SageMakerClient,
+        *,
+        account_id: str,
+        region: str,
+        role_arn: str | None = None,
+    ) -> None:
+        self._sagemaker = sagemaker
+        self._account_id = account_id
+        self._region = region
+        self._role_arn = role_arn
+
+    def stop(self, resource: Resource) -> StopResult:
+        name = resource.name
+        try:
+            endpoint = self._sagemaker.describe_endpoint(EndpointName=name)
+        except ClientError as exc:
+            if _is_not_found(exc):
+                return StopResult(StopOutcome.NOT_FOUND, f"endpoint {name} no longer exists")
+            return StopResult(StopOutcome.FAILED, one_line(exc))
+        except BotoCoreError as exc:
+            return StopResult(StopOutcome.FAILED, one_line(exc))
+        status = endpoint["EndpointStatus"]
+        if status == "Deleting":
+            return StopResult(StopOutcome.ALREADY_STOPPED, f"endpoint {name} is already Deleting")
+        if status != "InService":
+            return StopResult(
+                StopOutcome.REFUSED_STATE, f"endpoint {name} is {status}, not InService"
+            )
+        try:
+            recipe = self._recipe(endpoint)
+        except ClientError as exc:
+            if _is_not_found(exc):
+                return StopResult(
+                    StopOutcome.REFUSED_STATE,
+                    f"endpoint config {endpoint['EndpointConfigName']} of {name} is gone: "
+                    "cannot record how to restore the endpoint, so it is left running",
+                )
+            return StopResult(StopOutcome.FAILED, one_line(exc))
+        except BotoCoreError as exc:
+            return StopResult(StopOutcome.FAILED, one_line(exc))
+        try:
+            self._sagemaker.delete_endpoint(EndpointName=name)
+        except ClientError as exc:
+            if _is_not_found(exc):
+                return StopResult(StopOutcome.NOT_FOUND, f"endpoint {name} no longer exists")
+            return StopResult(StopOutcome.FAILED, one_line(exc), restore=recipe)
+        except BotoCoreError as exc:
+            return StopResult(StopOutcome.FAILED, one_line(exc), restore=recipe)
+        return StopResult(
+            StopOutcome.STOPPED,
+            f"deleted endpoint {name}; endpoint config {recipe['endpoint_config_name']} kept",
+            restore=recipe,
+        )
+
+    def _recipe(self, endpoint: Any) -> dict[str, Any]:
+        config_name = endpoint["EndpointConfigName"]
+        config = self._sagemaker.describe_endpoint_config(EndpointConfigName=config_name)
+        shape = self._sagemaker.meta.service_model.operation_model(
+            "CreateEndpointConfig"
+        ).input_shape
+        assert shape is not None
+        create_args = _fit_to_shape(dict(config), shape)
+        create_args.pop("Tags", None)
+        create_args["EndpointConfigName"] = config_name
+        return {
+            "kind": KIND,
+            "account": self._account_id,
+            "region": self._region,
+            "role_arn": self._role_arn,
+            "endpoint_name": endpoint["EndpointName"],
+            "endpoint_arn": endpoint["EndpointArn"],
+            "endpoint_config_name": config_name,
+            "endpoint_config": create_args,
+            "endpoint_tags": self._tags(endpoint["EndpointArn"]),
+            "config_tags": self._tags(config["EndpointConfigArn"]),
+        }
+
+    def _tags(self, arn: str) -> list[dict[str, str]]:
+        tags: list[dict[str, str]] = []
+        kwargs: dict[str, Any] = {"ResourceArn": arn, "MaxResults": 100}
+        while True:
+            page = self._sagemaker.list_tags(**kwargs)
+            pairs = [{"Key": t["Key"], "Value": t["Value"]} for t in page.get("Tags", [])]
+            tags.extend(_user_tags(pairs))
+            token = page.get("NextToken")
+            if not token:
+                return tags
+            kwargs["NextToken"] = token
+
+    def restore(self, recipe: Mapping[str, Any]) -> str:
+        if recipe.get("kind") != KIND:
+            raise ValueError(f"not a {KIND} recipe: kind is {recipe.get('kind')!r}")
+        if (recipe.get("account"), recipe.get("region")) != (self._account_id, self._region):
+            raise ValueError(
+                f"recipe is for {recipe.get('account')}/{recipe.get('region')}, this stopper "
+                f"works in {self._account_id}/{self._region}"
+            )
+        name = str(recipe["endpoint_name"])
+        config_name = str(recipe["endpoint_config_name"])
+        try:
+            existing = self._sagemaker.describe_endpoint(EndpointName=name)
+        except ClientError as exc:
+            if not _is_not_found(exc):
+                raise
+        else:
+            return f"endpoint {name} already exists ({existing['EndpointStatus']}); nothing to do"
+
+        recreated_config = False
+        try:
+            self._sagemaker.describe_endpoint_config(EndpointConfigName=config_name)
+        except ClientError as exc:
+            if not _is_not_found(exc):
+                raise
+            config_args: dict[str, Any] = dict(recipe["endpoint_config"])
+            config_args["EndpointConfigName"] = config_name
+            if recipe.get("config_tags"):
+                config_args["Tags"] = list(recipe["config_tags"])
+            self._sagemaker.create_endpoint_config(**config_args)
+            recreated_config = True
+
+        endpoint_args: dict[str, Any] = {"EndpointName": name, "EndpointConfigName": config_name}
+        if recipe.get("endpoint_tags"):
+            endpoint_args["Tags"] = list(recipe["endpoint_tags"])
+        self._sagemaker.create_endpoint(**endpoint_args)
+        if recreated_config:
+            return f"recreated endpoint config {config_name} and endpoint {name}"
+        return f"recreated endpoint {name} from endpoint config {config_name}"
+
+
+def build(scope: AwsScope, rule: Rule) -> KindHandlers:
+    sagemaker: SageMakerClient = scope.client("sagemaker")
+    return KindHandlers(
+        scanner=EndpointScanner(
+            sagemaker,
+            scope.client("resourcegroupstaggingapi"),
+            account_id=scope.account_id,
+            region=scope.region,
+        ),
+        probe=EndpointProbe(
+            scope.client("cloudwatch"),
+            invocations_per_day=float(rule.thresholds.get("invocations_per_day", 0.0)),
+        ),
+        stopper=EndpointStopper(
+            sagemaker, account_id=scope.account_id, region=scope.region, role_arn=scope.role_arn
+        ),
+    )

@@ -1,0 +1,637 @@
+"""aws.sagemaker-endpoint against moto in server mode, through the real SDK."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from janitor.clouds import registry
+from janitor.clouds.aws import sagemaker_endpoint
+from janitor.clouds.aws.sagemaker_endpoint import KIND
+from janitor.clouds.aws.session import AwsScope
+from janitor.clouds.base import KindHandlers
+from janitor.devserver.aws import ACCOUNT_ID, AwsDevServer
+from janitor.devserver.timetravel import at, put_daily_metric
+from janitor.model import Cloud, Resource, ResourceRef, Status, StopOutcome, Window
+from janitor.policy import Rule
+
+pytestmark = pytest.mark.integration
+
+ScopeFactory = Callable[..., AwsScope]
+
+NOW = datetime(2026, 9, 30, 12, 0, tzinfo=UTC)
+TODAY = NOW.replace(hour=0)
+CREATED = NOW - timedelta(days=90)
+WINDOW = Window.ending(NOW, timedelta(days=30))
+ROLE = f"arn:aws:iam::{ACCOUNT_ID}:role/sagemaker"
+
+
+def rule(invocations_per_day: float = 0.0) -> Rule:
+    return Rule(
+        name="endpoints",
+        kind=KIND,
+        cloud=Cloud.AWS,
+        action="delete",
+        notify_after=timedelta(days=30),
+        stop_after=timedelta(days=60),
+        warning=timedelta(days=7),
+        lookback=timedelta(days=30),
+        thresholds={"invocations_per_day": invocations_per_day},
+        regions=None,
+        owner_tags=("owner",),
+        exempt_tag="janitor-exempt",
+    )
+
+
+def handlers(scope: ScopeFactory, threshold: float = 0.0) -> KindHandlers:
+    return registry.get(KIND).build(scope(), rule(threshold))
+
+
+def make_endpoint(
+    sagemaker: Any,
+    name: str,
+    *,
+    variants: Sequence[tuple[str, str, int]] = (("AllTraffic", "ml.g4dn.xlarge", 1),),
+    tags: dict[str, str] | None = None,
+    config_tags: dict[str, str] | None = None,
+    created: datetime = CREATED,
+    extra_config: dict[str, Any] | None = None,
+) -> str:
+    """Model + endpoint config + endpoint, created at `created`; returns the endpoint ARN."""
+    sagemaker.create_model(
+        ModelName=f"{name}-model",
+        ExecutionRoleArn=ROLE,
+        PrimaryContainer={"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/serve:1"},
+    )
+    sagemaker.create_endpoint_config(
+        EndpointConfigName=f"{name}-config",
+        ProductionVariants=[
+            {
+                "VariantName": variant,
+                "ModelName": f"{name}-model",
+                "InstanceType": instance_type,
+                "InitialInstanceCount": count,
+                "InitialVariantWeight": 1.0,
+            }
+            for variant, instance_type, count in variants
+        ],
+        Tags=[{"Key": k, "Value": v} for k, v in (config_tags or {}).items()],
+        **(extra_config or {}),
+    )
+    with at(created):
+        response = sagemaker.create_endpoint(
+            EndpointName=name,
+            EndpointConfigName=f"{name}-config",
+            Tags=[{"Key": k, "Value": v} for k, v in (tags or {}).items()],
+        )
+    return str(response["EndpointArn"])
+
+
+def invocations(
+    cloudwatch: Any,
+    endpoint: str,
+    by_days_ago: dict[int, float],
+    *,
+    variant: str = "AllTraffic",
+    extra: dict[str, str] | None = None,
+) -> None:
+    """Daily Invocations sums, keyed by days before NOW, published at noon of that day."""
+    dims = {"EndpointName": endpoint, "VariantName": variant, **(extra or {})}
+    put_daily_metric(
+        cloudwatch,
+        "AWS/SageMaker",
+        "Invocations",
+        dims,
+        [(NOW - timedelta(days=days), value) for days, value in sorted(by_days_ago.items())],
+    )
+
+
+def zeros(days: int, start: int = 0) -> dict[int, float]:
+    return {d: 0.0 for d in range(start, days)}
+
+
+def resource(name: str, created: datetime = CREATED, **details: Any) -> Resource:
+    arn = f"arn:aws:sagemaker:us-east-1:{ACCOUNT_ID}:endpoint/{name}"
+    return Resource(
+        ref=ResourceRef(Cloud.AWS, KIND, ACCOUNT_ID, "us-east-1", arn),
+        name=name,
+        state="InService",
+        created_at=created,
+        details=details,
+    )
+
+
+# -- scan and describe -----------------------------------------------------------------------
+
+
+def test_scan_lists_endpoints_with_tags_fetched_in_bulk(
+    scope: ScopeFactory, aws_env: AwsDevServer
+) -> None:
+    s = scope()
+    sagemaker = s.client("sagemaker")
+    arn_a = make_endpoint(sagemaker, "ep-a", tags={"owner": "ann@example.com", "team": "nlp"})
+    make_endpoint(sagemaker, "ep-b", created=NOW - timedelta(days=3))
+    make_endpoint(sagemaker, "ep-c", tags={"janitor-exempt": "true"})
+    aws_env.reset_calls()
+
+    found = {r.name: r for r in handlers(scope).scanner.scan()}
+
+    assert sorted(found) == ["ep-a", "ep-b", "ep-c"]
+    a = found["ep-a"]
+    assert a.ref == ResourceRef(Cloud.AWS, KIND, ACCOUNT_ID, "us-east-1", arn_a)
+    assert a.state == "InService"
+    assert a.created_at == CREATED
+    assert a.created_at.tzinfo is not None
+    assert a.tags == {"owner": "ann@example.com", "team": "nlp"}
+    assert found["ep-b"].tags == {}
+    assert found["ep-b"].created_at == NOW - timedelta(days=3)
+    assert found["ep-c"].tags == {"janitor-exempt": "true"}
+    calls = aws_env.calls
+    assert calls["sagemaker.ListEndpoints"] == 1
+    assert calls["tagging.GetResources"] == 1
+    assert calls["sagemaker.DescribeEndpoint"] == calls["sagemaker.ListTags"] == 0
+
+
+def test_scan_pages_through_endpoints_and_tags(scope: ScopeFactory, aws_env: AwsDevServer) -> None:
+    sagemaker = scope().client("sagemaker")
+    sagemaker.create_model(ModelName="m", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": "x"})
+    sagemaker.create_endpoint_config(
+        EndpointConfigName="shared",
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": "m",
+                "InstanceType": "ml.m5.large",
+                "InitialInstanceCount": 1,
+            }
+        ],
+    )
+    with at(CREATED):
+        for i in range(130):
+            sagemaker.create_endpoint(
+                EndpointName=f"ep-{i:03d}",
+                EndpointConfigName="shared",
+                Tags=[{"Key": "owner", "Value": f"user{i}"}],
+            )
+    aws_env.reset_calls()
+
+    found = list(handlers(scope).scanner.scan())
+
+    assert len(found) == 130
+    assert all(r.tags == {"owner": f"user{int(r.name[3:])}"} for r in found)
+    assert aws_env.calls["sagemaker.ListEndpoints"] == 2  # 100 per page
+    assert aws_env.calls["tagging.GetResources"] >= 2
+
+
+def test_scan_of_an_empty_region_makes_one_call(scope: ScopeFactory, aws_env: AwsDevServer) -> None:
+    assert list(handlers(scope).scanner.scan()) == []
+    assert aws_env.calls == {"sagemaker.ListEndpoints": 1}
+
+
+def test_scan_fails_loudly_when_tags_cannot_be_read(
+    scope: ScopeFactory, aws_env: AwsDevServer
+) -> None:
+    make_endpoint(scope().client("sagemaker"), "ep-a", tags={"janitor-exempt": "true"})
+    aws_env.fail("tagging.GetResources", 1)
+    with pytest.raises(ClientError, match="AccessDenied"):
+        list(handlers(scope).scanner.scan())
+
+
+def test_describe_fills_in_variants_instance_type_and_count(
+    scope: ScopeFactory, aws_env: AwsDevServer
+) -> None:
+    sagemaker = scope().client("sagemaker")
+    make_endpoint(
+        sagemaker,
+        "ep-multi",
+        variants=[("blue", "ml.g4dn.xlarge", 2), ("green", "ml.m5.large", 1)],
+        tags={"owner": "ann"},
+    )
+    h = handlers(scope)
+    [listed] = list(h.scanner.scan())
+    gone = resource("ep-gone")
+    aws_env.reset_calls()
+
+    described, unchanged = h.scanner.describe([listed, gone])
+
+    assert described.instance_type == "ml.g4dn.xlarge"
+    assert described.instance_count == 3
+    assert described.details == {
+        "variants": (
+            {"name": "blue", "instance_type": "ml.g4dn.xlarge", "count": 2},
+            {"name": "green", "instance_type": "ml.m5.large", "count": 1},
+        ),
+        "endpoint_config_name": "ep-multi-config",
+    }
+    assert (described.ref, described.tags, described.created_at) == (
+        listed.ref,
+        listed.tags,
+        listed.created_at,
+    )
+    assert unchanged is gone
+    assert aws_env.calls["sagemaker.DescribeEndpoint"] == 2
+    assert aws_env.calls["sagemaker.DescribeEndpointConfig"] == 1
+
+
+# -- usage -----------------------------------------------------------------------------------
+
+
+def usage(scope: ScopeFactory, resources: Sequence[Resource], threshold: float = 0.0) -> Any:
+    return handlers(scope, threshold).probe.usage(resources, WINDOW, NOW)
+
+
+def test_idle_endpoint_with_zero_invocations_every_day(scope: ScopeFactory) -> None:
+    invocations(scope().client("cloudwatch"), "ep-idle", zeros(30))
+    ep = resource("ep-idle")
+
+    verdict = usage(scope, [ep])[ep.ref.key]
+
+    assert verdict.status is Status.IDLE
+    assert verdict.idle_since == WINDOW.start  # created long before the window
+    assert verdict.last_activity is None
+    assert verdict.confidence.value == "high"
+    assert verdict.evidence == (
+        "0 invocations across 1 variant since 2026-08-31 (Sum per day, AWS/SageMaker Invocations)"
+    )
+
+
+def test_idle_since_the_end_of_the_last_active_day(scope: ScopeFactory) -> None:
+    invocations(scope().client("cloudwatch"), "ep", {**zeros(30), 10: 42.0})
+    ep = resource("ep")
+
+    verdict = usage(scope, [ep])[ep.ref.key]
+
+    assert verdict.status is Status.IDLE
+    last_day_end = TODAY - timedelta(days=9)
+    assert verdict.idle_since == last_day_end
+    assert verdict.last_activity == last_day_end
+    assert "0 invocations across 1 variant since 2026-09-21" in verdict.evidence
+
+
+def test_idle_streak_starts_no_earlier_than_creation(scope: ScopeFactory) -> None:
+    created = NOW - timedelta(days=5, hours=3)
+    invocations(scope().client("cloudwatch"), "ep-new", zeros(5))
+    ep = resource("ep-new", created=created)
+
+    verdict = usage(scope, [ep])[ep.ref.key]
+
+    assert verdict.status is Status.IDLE
+    assert verdict.idle_since == created
+
+
+def test_active_when_the_newest_day_has_invocations(scope: ScopeFactory) -> None:
+    invocations(scope().client("cloudwatch"), "ep-busy", {**zeros(30), 0: 3.0, 1: 0.0})
+    ep = resource("ep-busy")
+
+    verdict = usage(scope, [ep])[ep.ref.key]
+
+    assert verdict.status is Status.ACTIVE
+    assert verdict.last_activity == NOW
+    assert verdict.evidence.startswith("3 invocations on 2026-09-30 across 1 variant")
+
+
+def test_threshold_counts_light_traffic_as_idle(scope: ScopeFactory) -> None:
+    invocations(scope().client("cloudwatch"), "ep", {d: 2.0 for d in range(30)})
+    ep = resource("ep")
+
+    assert usage(scope, [ep], threshold=0.0)[ep.ref.key].status is Status.ACTIVE
+    verdict = usage(scope, [ep], threshold=5.0)[ep.ref.key]
+    assert verdict.status is Status.IDLE
+    assert "up to 5 a day counts as idle" in verdict.evidence
+
+
+def test_unknown_when_no_metric_is_listed(scope: ScopeFactory) -> None:
+    invocations(scope().client("cloudwatch"), "someone-else", zeros(3))
+    ep = resource("ep-silent")
+
+    verdict = usage(scope, [ep])[ep.ref.key]
+
+    assert verdict.status is Status.UNKNOWN
+    assert "no AWS/SageMaker Invocations metric" in verdict.evidence
+
+
+def test_unknown_when_no_datapoint_falls_in_the_window(scope: ScopeFactory) -> None:
+    invocations(scope().client("cloudwatch"), "ep-old", {60: 0.0, 61: 5.0})
+    ep = resource("ep-old")
+
+    verdict = usage(scope, [ep])[ep.ref.key]
+
+    assert verdict.status is Status.UNKNOWN
+    assert verdict.evidence.startswith("no Invocations datapoints")
+
+
+def test_unknown_when_metrics_stopped_arriving(scope: ScopeFactory) -> None:
+    invocations(scope().client("cloudwatch"), "ep-stale", zeros(30, start=5))
+    ep = resource("ep-stale")
+
+    verdict = usage(scope, [ep])[ep.ref.key]
+
+    assert verdict.status is Status.UNKNOWN
+    assert "stopped arriving" in verdict.evidence
+    assert "2026-09-25" in verdict.evidence
+
+
+def test_unknown_when_get_metric_data_is_denied(scope: ScopeFactory, aws_env: AwsDevServer) -> None:
+    invocations(scope().client("cloudwatch"), "ep", zeros(30))
+    ep = resource("ep")
+    aws_env.fail("monitoring.GetMetricData", 1)
+
+    verdict = usage(scope, [ep])[ep.ref.key]
+
+    assert verdict.status is Status.UNKNOWN
+    assert "AccessDenied" in verdict.evidence
+
+
+def test_unknown_for_every_endpoint_when_list_metrics_is_denied(
+    scope: ScopeFactory, aws_env: AwsDevServer
+) -> None:
+    cloudwatch = scope().client("cloudwatch")
+    invocations(cloudwatch, "ep-1", zeros(30))
+    invocations(cloudwatch, "ep-2", zeros(30))
+    eps = [resource("ep-1"), resource("ep-2")]
+    aws_env.fail("monitoring.ListMetrics", 1)
+
+    verdicts = usage(scope, eps)
+
+    assert {v.status for v in verdicts.values()} == {Status.UNKNOWN}
+    assert all("permission denied" in v.evidence for v in verdicts.values())
+    assert aws_env.calls["monitoring.GetMetricData"] == 0
+
+
+def test_a_series_with_an_extra_dimension_does_not_count(scope: ScopeFactory) -> None:
+    cloudwatch = scope().client("cloudwatch")
+    invocations(cloudwatch, "ep", zeros(30))
+    invocations(cloudwatch, "ep", {d: 500.0 for d in range(30)}, extra={"Shadow": "yes"})
+    invocations(cloudwatch, "ep-extra-only", {d: 500.0 for d in range(30)}, extra={"Shadow": "x"})
+    ep, extra_only = resource("ep"), resource("ep-extra-only")
+
+    verdicts = usage(scope, [ep, extra_only])
+
+    assert verdicts[ep.ref.key].status is Status.IDLE
+    assert verdicts[extra_only.ref.key].status is Status.UNKNOWN
+
+
+def test_multi_variant_endpoint_is_idle_only_if_every_variant_is(scope: ScopeFactory) -> None:
+    cloudwatch = scope().client("cloudwatch")
+    invocations(cloudwatch, "ep-ab", zeros(30), variant="a")
+    invocations(cloudwatch, "ep-ab", {**zeros(30), 0: 7.0}, variant="b")
+    invocations(cloudwatch, "ep-cd", zeros(30), variant="c")
+    invocations(cloudwatch, "ep-cd", zeros(30), variant="d")
+    ab, cd = resource("ep-ab"), resource("ep-cd")
+
+    verdicts = usage(scope, [ab, cd])
+
+    assert verdicts[ab.ref.key].status is Status.ACTIVE
+    assert verdicts[cd.ref.key].status is Status.IDLE
+    assert "across 2 variants" in verdicts[cd.ref.key].evidence
+
+
+def test_a_described_variant_without_metrics_makes_the_endpoint_unknown(
+    scope: ScopeFactory,
+) -> None:
+    invocations(scope().client("cloudwatch"), "ep", zeros(30), variant="a")
+    variants = (
+        {"name": "a", "instance_type": "ml.m5.large", "count": 1},
+        {"name": "b", "instance_type": "ml.m5.large", "count": 1},
+    )
+    ep = resource("ep", variants=variants)
+
+    verdict = usage(scope, [ep])[ep.ref.key]
+
+    assert verdict.status is Status.UNKNOWN
+    assert "variant(s) b" in verdict.evidence
+
+
+def test_six_hundred_endpoints_take_two_get_metric_data_calls(
+    scope: ScopeFactory, aws_env: AwsDevServer
+) -> None:
+    cloudwatch = scope().client("cloudwatch")
+    names = [f"ep-{i:03d}" for i in range(600)]
+    cloudwatch.put_metric_data(
+        Namespace="AWS/SageMaker",
+        MetricData=[
+            {
+                "MetricName": "Invocations",
+                "Dimensions": [
+                    {"Name": "EndpointName", "Value": name},
+                    {"Name": "VariantName", "Value": "AllTraffic"},
+                ],
+                "Timestamp": NOW - timedelta(days=1),
+                "Value": 1.0 if i % 100 == 0 else 0.0,
+            }
+            for i, name in enumerate(names)
+        ],
+    )
+    eps = [resource(name) for name in names]
+    aws_env.reset_calls()
+
+    verdicts = handlers(scope).probe.usage(eps, Window.ending(NOW, timedelta(days=5)), NOW)
+
+    assert aws_env.calls["monitoring.GetMetricData"] == 2
+    assert aws_env.calls["monitoring.ListMetrics"] == 2  # 500 metrics per page
+    statuses = [verdicts[ep.ref.key].status for ep in eps]
+    assert statuses.count(Status.IDLE) == 594
+    assert statuses.count(Status.UNKNOWN) == 0
+    # activity on the newest day seen
+    assert [eps[i].name for i, s in enumerate(statuses) if s is Status.ACTIVE] == [
+        f"ep-{i:03d}" for i in range(0, 600, 100)
+    ]
+
+
+def test_throttled_get_metric_data_succeeds_after_retries(
+    scope: ScopeFactory, aws_env: AwsDevServer
+) -> None:
+    invocations(scope().client("cloudwatch"), "ep", zeros(30))
+    ep = resource("ep")
+    aws_env.throttle("monitoring.GetMetricData", 2)
+
+    verdict = usage(scope, [ep])[ep.ref.key]
+
+    assert verdict.status is Status.IDLE
+    assert aws_env.calls["monitoring.GetMetricData"] == 3
+
+
+def test_no_resources_no_calls(scope: ScopeFactory, aws_env: AwsDevServer) -> None:
+    assert usage(scope, []) == {}
+    assert sum(aws_env.calls.values()) == 0
+
+
+# -- stop and restore ------------------------------------------------------------------------
+
+
+def _not_found(call: Callable[[], object]) -> bool:
+    try:
+        call()
+    except ClientError as exc:
+        return "Could not find" in exc.response["Error"]["Message"]
+    return False
+
+
+def test_stop_records_the_recipe_then_deletes_the_endpoint(
+    scope: ScopeFactory, aws_env: AwsDevServer
+) -> None:
+    sagemaker = scope().client("sagemaker")
+    arn = make_endpoint(
+        sagemaker,
+        "ep",
+        variants=[("blue", "ml.g4dn.xlarge", 2), ("green", "ml.p3.2xlarge", 1)],
+        tags={"owner": "ann", "cost-center": "42"},
+        config_tags={"team": "nlp"},
+        extra_config={"KmsKeyId": "alias/sagemaker"},
+    )
+    [found] = list(handlers(scope).scanner.scan())
+    aws_env.reset_calls()
+
+    result = handlers(scope).stopper.stop(found)
+
+    assert result.outcome is StopOutcome.STOPPED
+    assert "ep" in result.message
+    recipe = result.restore
+    assert recipe is not None
+    assert json.loads(json.dumps(recipe)) == recipe  # JSON-serialisable as is
+    assert recipe["kind"] == KIND
+    assert (recipe["account"], recipe["region"]) == (ACCOUNT_ID, "us-east-1")
+    assert recipe["endpoint_name"] == "ep"
+    assert recipe["endpoint_arn"] == arn
+    assert recipe["endpoint_config_name"] == "ep-config"
+    assert recipe["endpoint_tags"] == [
+        {"Key": "owner", "Value": "ann"},
+        {"Key": "cost-center", "Value": "42"},
+    ]
+    assert recipe["config_tags"] == [{"Key": "team", "Value": "nlp"}]
+    config = recipe["endpoint_config"]
+    assert config["EndpointConfigName"] == "ep-config"
+    assert config["KmsKeyId"] == "alias/sagemaker"
+    assert "Tags" not in config
+    assert "EndpointConfigArn" not in config
+    assert "CreationTime" not in config
+    assert [
+        (v["VariantName"], v["InstanceType"], v["InitialInstanceCount"], v["ModelName"])
+        for v in config["ProductionVariants"]
+    ] == [("blue", "ml.g4dn.xlarge", 2, "ep-model"), ("green", "ml.p3.2xlarge", 1, "ep-model")]
+    # the endpoint is gone, its config is kept
+    assert _not_found(lambda: sagemaker.describe_endpoint(EndpointName="ep"))
+    assert sagemaker.describe_endpoint_config(EndpointConfigName="ep-config")
+    calls = aws_env.calls
+    assert calls["sagemaker.DeleteEndpoint"] == 1
+    assert calls["sagemaker.DeleteEndpointConfig"] == 0
+
+
+def test_stop_of_a_missing_endpoint_is_not_found(
+    scope: ScopeFactory, aws_env: AwsDevServer
+) -> None:
+    result = handlers(scope).stopper.stop(resource("ep-gone"))
+    assert result.outcome is StopOutcome.NOT_FOUND
+    assert result.restore is None
+    assert aws_env.calls["sagemaker.DeleteEndpoint"] == 0
+
+
+def test_stop_refuses_when_the_config_is_gone(scope: ScopeFactory, aws_env: AwsDevServer) -> None:
+    sagemaker = scope().client("sagemaker")
+    make_endpoint(sagemaker, "ep")
+    sagemaker.delete_endpoint_config(EndpointConfigName="ep-config")
+
+    result = handlers(scope).stopper.stop(resource("ep"))
+
+    assert result.outcome is StopOutcome.REFUSED_STATE
+    assert "cannot record how to restore" in result.message
+    assert sagemaker.describe_endpoint(EndpointName="ep")["EndpointStatus"] == "InService"
+    assert aws_env.calls["sagemaker.DeleteEndpoint"] == 0
+
+
+def test_stop_reports_a_denied_delete_as_failed(scope: ScopeFactory, aws_env: AwsDevServer) -> None:
+    sagemaker = scope().client("sagemaker")
+    make_endpoint(sagemaker, "ep")
+    aws_env.fail("sagemaker.DeleteEndpoint", 1)
+
+    result = handlers(scope).stopper.stop(resource("ep"))
+
+    assert result.outcome is StopOutcome.FAILED
+    assert "AccessDenied" in result.message
+    assert sagemaker.describe_endpoint(EndpointName="ep")["EndpointStatus"] == "InService"
+
+
+def test_restore_recreates_the_endpoint_from_its_kept_config(scope: ScopeFactory) -> None:
+    sagemaker = scope().client("sagemaker")
+    make_endpoint(sagemaker, "ep", tags={"owner": "ann"})
+    h = handlers(scope)
+    recipe = h.stopper.stop(resource("ep")).restore
+    assert recipe is not None
+
+    message = h.stopper.restore(json.loads(json.dumps(recipe)))
+
+    assert message == "recreated endpoint ep from endpoint config ep-config"
+    endpoint = sagemaker.describe_endpoint(EndpointName="ep")
+    assert endpoint["EndpointConfigName"] == "ep-config"
+    assert sagemaker.list_tags(ResourceArn=endpoint["EndpointArn"])["Tags"] == [
+        {"Key": "owner", "Value": "ann"}
+    ]
+    # restoring twice is harmless
+    assert "already exists" in h.stopper.restore(recipe)
+
+
+def test_restore_recreates_a_deleted_config_first(scope: ScopeFactory) -> None:
+    sagemaker = scope().client("sagemaker")
+    make_endpoint(
+        sagemaker,
+        "ep",
+        variants=[("blue", "ml.g4dn.xlarge", 2), ("green", "ml.m5.large", 1)],
+        tags={"owner": "ann"},
+        config_tags={"team": "nlp"},
+    )
+    h = handlers(scope)
+    recipe = h.stopper.stop(resource("ep")).restore
+    assert recipe is not None
+    sagemaker.delete_endpoint_config(EndpointConfigName="ep-config")
+
+    message = h.stopper.restore(recipe)
+
+    assert message == "recreated endpoint config ep-config and endpoint ep"
+    config = sagemaker.describe_endpoint_config(EndpointConfigName="ep-config")
+    assert [
+        (v["VariantName"], v["InstanceType"], v["InitialInstanceCount"])
+        for v in config["ProductionVariants"]
+    ] == [
+        ("blue", "ml.g4dn.xlarge", 2),
+        ("green", "ml.m5.large", 1),
+    ]
+    assert sagemaker.list_tags(ResourceArn=config["EndpointConfigArn"])["Tags"] == [
+        {"Key": "team", "Value": "nlp"}
+    ]
+    assert sagemaker.describe_endpoint(EndpointName="ep")["EndpointStatus"] == "InService"
+
+
+def test_restore_refuses_a_recipe_from_another_region(scope: ScopeFactory) -> None:
+    make_endpoint(scope().client("sagemaker"), "ep")
+    recipe = dict(handlers(scope).stopper.stop(resource("ep")).restore or {})
+    recipe["region"] = "eu-west-1"
+    with pytest.raises(ValueError, match="eu-west-1"):
+        handlers(scope).stopper.restore(recipe)
+
+
+def test_the_whole_cycle_through_the_registry(scope: ScopeFactory, aws_env: AwsDevServer) -> None:
+    s = scope()
+    sagemaker, cloudwatch = s.client("sagemaker"), s.client("cloudwatch")
+    make_endpoint(sagemaker, "ep-idle", tags={"owner": "ann"})
+    make_endpoint(sagemaker, "ep-busy")
+    invocations(cloudwatch, "ep-idle", zeros(30))
+    invocations(cloudwatch, "ep-busy", {**zeros(30), 0: 12.0})
+    h = sagemaker_endpoint.build(s, rule())
+
+    found = list(h.scanner.scan())
+    verdicts = h.probe.usage(found, WINDOW, NOW)
+    idle = [r for r in found if verdicts[r.ref.key].status is Status.IDLE]
+    assert [r.name for r in idle] == ["ep-idle"]
+    [candidate] = h.scanner.describe(idle)
+    assert (candidate.instance_type, candidate.instance_count) == ("ml.g4dn.xlarge", 1)
+    result = h.stopper.stop(candidate)
+    assert result.outcome is StopOutcome.STOPPED
+    assert [r.name for r in h.scanner.scan()] == ["ep-busy"]
+    assert result.restore is not None
+    h.stopper.restore(result.restore)
+    assert sorted(r.name for r in h.scanner.scan()) == ["ep-busy", "ep-idle"]
