@@ -172,20 +172,22 @@ def decide(
 
     warned_at = streak.warned_at if streak else None
     notified_at = streak.notified_at if streak else None
+    refusal = resource.stop_refusal or (None if rule.may_stop else "notify-only rule")
+    may_stop = refusal is None
 
     if warned_at is not None:
         due = max(
             streak.stop_due if streak and streak.stop_due else streak_start + rule.stop_after,
             warned_at + rule.warning,
         )
-        if not rule.may_stop:
-            return idle_decision(Action.NONE, "notify-only rule: never stopped")
+        if not may_stop:
+            return idle_decision(Action.NONE, f"{refusal}: never stopped")
         if now >= due:
             reason = f"idle {idle_days:.0f} days; warned {_fmt(warned_at)}"
             return idle_decision(Action.STOP, reason, due)
         return idle_decision(Action.NONE, f"warned {_fmt(warned_at)}; stop due {_fmt(due)}", due)
 
-    if rule.may_stop and idle >= warn_at:
+    if may_stop and idle >= warn_at:
         due = max(streak_start + rule.stop_after, now + rule.warning)
         return idle_decision(
             Action.WARN,
@@ -193,7 +195,7 @@ def decide(
             due,
         )
 
-    projected = max(streak_start + rule.stop_after, now + rule.warning) if rule.may_stop else None
+    projected = max(streak_start + rule.stop_after, now + rule.warning) if may_stop else None
     if idle >= rule.notify_after and notified_at is None:
         return idle_decision(
             Action.NOTIFY,
@@ -205,8 +207,8 @@ def decide(
         reason = f"notified {_fmt(notified_at)}; warning at {_days(warn_at):.0f} idle days"
     else:
         reason = f"idle {idle_days:.0f} days; notice at {_days(rule.notify_after):.0f}"
-    if not rule.may_stop:
-        reason = f"{reason}; notify-only rule" if notified_at is None else "notified; notify-only"
+    if not may_stop:
+        reason = f"{reason}; {refusal}" if notified_at is None else f"notified; {refusal}"
     return idle_decision(Action.NONE, reason, projected)
 
 

@@ -87,6 +87,9 @@ class Resource:
     instance_count: int = 1
     # Kind-specific, already-normalised facts (variant names, spot lifecycle, root device type...).
     details: Mapping[str, Any] = field(default_factory=dict)
+    # Why this resource must never be stopped (spot, instance-store root...): it is still
+    # reported and its owner notified, but it is never warned of a stop that would not happen.
+    stop_refusal: str | None = None
 
     def __post_init__(self) -> None:
         require_aware(self.created_at, "created_at")

@@ -152,6 +152,7 @@ def test_lifecycle_warns_then_stops_then_restores(
     rows = by_name(day0)
     assert rows["llm-summarizer-canary"]["action"] == "warn"  # 75 days idle: warn, not stop
     assert rows["churn-model-v3"]["action"] == "notify"
+    assert rows["spot-trainer"]["action"] == "notify", "a spot instance is never warned of a stop"
     assert all(f["outcome"] is None for f in day0["findings"]), "nothing stopped on day 0"
 
     # churn-model-v3 was last used 52 days ago: its warning comes on day 1 or 2 (metrics are
@@ -173,7 +174,8 @@ def test_lifecycle_warns_then_stops_then_restores(
     rows = by_name(day7)
     assert rows["llm-summarizer-canary"]["outcome"] == "stopped"
     assert rows["train-box-p3"]["outcome"] == "stopped"
-    assert rows["spot-trainer"]["outcome"] == "refused-state"  # spot: never stopped
+    assert rows["spot-trainer"]["outcome"] is None  # spot: never stopped, never warned
+    assert "spot instance" in rows["spot-trainer"]["reason"]
     assert rows["churn-model-v3"]["outcome"] is None
     assert rows["bert-embeddings-poc"]["status"] == "exempt"
     assert rows["legacy-ranker"]["status"] == "unknown"

@@ -814,3 +814,28 @@ def test_exemption_expired_reason_names_date() -> None:
 )
 def test_owner_of(tags: dict[str, str], owner_tags: tuple[str, ...], expected: str | None) -> None:
     assert owner_of(tags, owner_tags) == expected
+
+
+@pytest.mark.parametrize("idle_days", [30, 53, 60, 400])
+def test_a_resource_that_must_never_be_stopped_is_only_ever_notified(idle_days: int) -> None:
+    """A kind's stop_refusal (spot, instance-store) turns every warn/stop into a notice."""
+    from dataclasses import replace as _replace
+
+    now = T0 + timedelta(days=idle_days)
+    resource = _replace(make_resource(), stop_refusal="spot instance: never stopped by janitor")
+    verdict = Verdict.idle(REF, T0, "idle")
+    decision = decide(resource=resource, verdict=verdict, prior=None, rule=make_rule(), now=now)
+    assert decision.action is Action.NOTIFY
+    assert decision.stop_due is None
+    notified = next_state(
+        None, decision, key=REF.key, owner=None, delivered=True, stopped=False, now=now
+    )
+    again = decide(
+        resource=resource,
+        verdict=verdict,
+        prior=notified,
+        rule=make_rule(),
+        now=now + timedelta(days=30),
+    )
+    assert again.action is Action.NONE
+    assert "spot instance" in again.reason

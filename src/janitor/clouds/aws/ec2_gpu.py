@@ -98,6 +98,15 @@ def _tags(raw: Iterable[Mapping[str, Any]] | None) -> dict[str, str]:
 # --- scan ------------------------------------------------------------------------------------
 
 
+def stop_refusal(instance: InstanceTypeDef) -> str | None:
+    """Why janitor must never stop this instance, or None."""
+    if instance.get("InstanceLifecycle") == "spot":
+        return "spot instance (a stop may lose it): never stopped by janitor"
+    if instance.get("RootDeviceType") == "instance-store":
+        return "instance-store root (a stop loses its data): never stopped by janitor"
+    return None
+
+
 class Ec2GpuScanner:
     def __init__(self, ec2: EC2Client, *, account_id: str, region: str) -> None:
         self._ec2 = ec2
@@ -134,6 +143,7 @@ class Ec2GpuScanner:
             tags=tags,
             last_started_at=launched,
             instance_type=instance.get("InstanceType"),
+            stop_refusal=stop_refusal(instance),
             details={
                 "lifecycle": instance.get("InstanceLifecycle") or "on-demand",
                 "root_device_type": instance.get("RootDeviceType", "ebs"),
