@@ -17,7 +17,7 @@ from typing import Any
 
 from janitor import lifecycle
 from janitor.clouds import registry
-from janitor.clouds.base import KindHandlers
+from janitor.clouds.base import KindHandlers, RestoreFailed
 from janitor.model import (
     Action,
     AuditEvent,
@@ -521,6 +521,8 @@ def restore(
         if handlers is None:
             handlers = _restore_handlers(recipe, policy)
         message: str = handlers.stopper.restore(recipe)
+    except RestoreFailed as exc:
+        raise RestoreError(f"{stop_event.name}: cannot restore: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - reported as one line
         line = scope_error_message(exc)
         if line is None:

@@ -13,6 +13,10 @@ if TYPE_CHECKING:
     from janitor.policy import Rule
 
 
+class RestoreFailed(Exception):
+    """A stop that cannot be undone (the resource is gone) or not yet (still stopping)."""
+
+
 class Scanner(Protocol):
     def scan(self) -> Iterator[Resource]:
         """List the kind's live resources in one scope, normalised, with tags (fetched in bulk)."""
@@ -37,7 +41,11 @@ class Stopper(Protocol):
         ...
 
     def restore(self, recipe: Mapping[str, Any]) -> str:
-        """Undo a stop from its recorded recipe; returns a one-line description."""
+        """Undo a stop from its recorded recipe; returns a one-line description.
+
+        Already undone (running again) is a success; raises RestoreFailed when it cannot be
+        done, and the SDK's own error when the cloud refused.
+        """
         ...
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from janitor.clouds.aws.ec2_gpu import GPU_METRIC, build
-from janitor.clouds.base import KindHandlers
+from janitor.clouds.base import KindHandlers, RestoreFailed
 from janitor.devserver.aws import ACCOUNT_ID, AwsDevServer
 from janitor.devserver.timetravel import at, put_daily_metric
 from janitor.model import (
@@ -482,10 +482,10 @@ def test_stop_of_a_vanished_or_terminated_instance_is_not_found(env: Env) -> Non
     assert env.handlers.stopper.stop(resource).outcome is StopOutcome.NOT_FOUND
     assert env.handlers.stopper.stop(vanished).outcome is StopOutcome.NOT_FOUND
     assert env.server.calls["ec2.StopInstances"] == 0
-    message = env.handlers.stopper.restore(
-        {"kind": "aws.ec2-gpu", "region": "us-east-1", "instance_id": "i-0123456789abcdef0"}
-    )
-    assert "no longer exists" in message
+    with pytest.raises(RestoreFailed, match="no longer exists"):
+        env.handlers.stopper.restore(
+            {"kind": "aws.ec2-gpu", "region": "us-east-1", "instance_id": "i-0123456789abcdef0"}
+        )
 
 
 def test_denied_stop_is_a_failure_with_the_reason(env: Env) -> None:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from janitor.clouds.aws.sagemaker_notebook import OPEN_EVENT, START_EVENT, build
-from janitor.clouds.base import KindHandlers
+from janitor.clouds.base import KindHandlers, RestoreFailed
 from janitor.devserver.aws import ACCOUNT_ID, AwsDevServer
 from janitor.devserver.timetravel import at
 from janitor.model import Confidence, Resource, Status, StopOutcome, Verdict, Window
@@ -328,7 +328,7 @@ def test_stop_and_restore_of_a_deleted_notebook(env: Env) -> None:
 
     assert result.outcome is StopOutcome.NOT_FOUND
     assert env.server.calls["sagemaker.StopNotebookInstance"] == 1  # only the set-up's own
-    message = env.handlers.stopper.restore(
-        {"kind": "aws.sagemaker-notebook", "region": REGION, "notebook_name": "doomed"}
-    )
-    assert "no longer exists" in message
+    with pytest.raises(RestoreFailed, match="no longer exists"):
+        env.handlers.stopper.restore(
+            {"kind": "aws.sagemaker-notebook", "region": REGION, "notebook_name": "doomed"}
+        )

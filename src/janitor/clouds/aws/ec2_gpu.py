@@ -44,7 +44,7 @@ from janitor.clouds.aws.cloudwatch import (
     list_dimension_sets,
 )
 from janitor.clouds.aws.session import AwsScope, client_config, one_line
-from janitor.clouds.base import KindHandlers
+from janitor.clouds.base import KindHandlers, RestoreFailed
 from janitor.model import (
     Cloud,
     Confidence,
@@ -222,14 +222,16 @@ class Ec2GpuStopper:
         label = f"{instance_id} ({recipe.get('name') or instance_id}) in {region}"
         instance = _describe_one(ec2, instance_id)
         if instance is None:
-            return f"instance {label} no longer exists: nothing to restore"
+            raise RestoreFailed(f"instance {label} no longer exists: nothing to restore")
         state = instance.get("State", {}).get("Name", "unknown")
         if state in {"running", "pending"}:
             return f"instance {label} is already {state}"
         if state in {"terminated", "shutting-down"}:
-            return f"instance {label} is {state}: it cannot be started again"
+            raise RestoreFailed(f"instance {label} is {state}: it cannot be started again")
         if state == "stopping":
-            return f"instance {label} is still stopping: run restore again once it is stopped"
+            raise RestoreFailed(
+                f"instance {label} is still stopping: run restore again once it is stopped"
+            )
         ec2.start_instances(InstanceIds=[instance_id])
         return f"started instance {label} (was {state})"
 

@@ -35,7 +35,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from janitor.clouds import registry
 from janitor.clouds.aws.session import AwsScope, client_config, is_access_denied, one_line
 from janitor.clouds.aws.tagging import by_lower_arn, tags_by_arn
-from janitor.clouds.base import KindHandlers
+from janitor.clouds.base import KindHandlers, RestoreFailed
 from janitor.model import (
     Cloud,
     Confidence,
@@ -315,12 +315,12 @@ class NotebookStopper:
             ]
         except ClientError as exc:
             if _not_found(exc):
-                return f"{label} no longer exists: nothing to restore"
+                raise RestoreFailed(f"{label} no longer exists: nothing to restore") from None
             raise
         if status in {"InService", "Pending"}:
             return f"{label} is already {status}"
         if status == "Stopping":
-            return f"{label} is still stopping: run restore again once it is Stopped"
+            raise RestoreFailed(f"{label} is still stopping: run restore again once it is Stopped")
         sagemaker.start_notebook_instance(NotebookInstanceName=name)
         return f"started {label} (was {status}); it takes a few minutes to be InService"
 
