@@ -425,3 +425,22 @@ def test_unreachable_endpoint_is_one_line_per_scope_and_exit_1(tmp_path: Path) -
     assert "cannot open account" in report["errors"][0]["message"]
     assert "\n" not in report["errors"][0]["message"]
     assert "Traceback" not in result.stderr
+
+
+def test_no_credentials_for_accounts_the_policy_names_is_an_error(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "aws:\n"
+        "  accounts:\n"
+        "    - name: research\n"
+        "      role_arn: arn:aws:iam::111122223333:role/janitor\n"
+        "rules:\n"
+        "  - name: gpu\n"
+        "    kind: aws.ec2-gpu\n"
+    )
+    result = _janitor(_clean_env(tmp_path), "scan", "--policy", str(policy), "--format", "json")
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert report["skipped"] == []
+    assert [e["scope"] for e in report["errors"]] == ["research"]
+    assert "no AWS credentials found" in report["errors"][0]["message"]

@@ -23,6 +23,22 @@ def tasks(policy: Policy) -> tuple[list[Task], list[str], list[ScopeError]]:
     try:
         base = base_session()
     except NoCredentials as exc:
+        if policy.aws.accounts:
+            # Accounts the policy names are configured scopes: failing to reach them is an error.
+            return (
+                [],
+                [],
+                [
+                    ScopeError(
+                        Cloud.AWS,
+                        account.name or account.role_arn or "?",
+                        "-",
+                        "*",
+                        f"cannot open account: {exc}",
+                    )
+                    for account in policy.aws.accounts
+                ],
+            )
         kinds = ", ".join(sorted({r.kind for r in rules}))
         return [], [f"aws: skipped, {exc} ({kinds} not scanned)"], []
     accounts, failed = open_accounts(policy.aws, base)
