@@ -11,11 +11,14 @@ Every kind that reads CloudWatch goes through here, so the batching rules live i
   request. A failed call or a query CloudWatch could not answer is reported on the results it
   concerns (`ok` is False, `error` says why): a probe turns that into `unknown`, never `idle`.
 * `daily_bounds` aligns a window to whole UTC days, so `Period=86400` buckets are calendar days.
+* `daily_streak`, `is_stale` and `idle_since` turn per-day activity (a probe decides what makes
+  a day active) into the newest streak: active when the newest day is, else idle since the end
+  of the last active day, never before the resource's streak floor. Pure: no client involved.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -23,13 +26,15 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from janitor.clouds.aws.session import is_access_denied, one_line
-from janitor.model import Window, require_aware
+from janitor.model import Resource, Window, require_aware
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
 
 DAY = timedelta(days=1)
 MAX_QUERIES_PER_CALL = 500  # GetMetricData's limit on MetricDataQueries
+# A newest datapoint older than this means the metrics stopped arriving: the verdict is unknown.
+STALE_AFTER = timedelta(days=3)
 
 # A metric's dimensions, as (name, value) pairs in the order ListMetrics returned them.
 Dimensions = tuple[tuple[str, str], ...]
@@ -132,6 +137,45 @@ def daily_bounds(window: Window) -> tuple[datetime, datetime]:
 def _midnight(value: datetime) -> datetime:
     utc = require_aware(value, "window bound").astimezone(UTC)
     return utc.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+@dataclass(frozen=True, slots=True)
+class Streak:
+    """Where the newest run of inactive days starts, from per-day activity."""
+
+    active: bool  # the newest day is active
+    last_active_day: datetime | None  # start of the newest active day
+    idle_days: tuple[datetime, ...]  # days after the last active one, oldest first
+
+    @property
+    def last_activity(self) -> datetime | None:
+        """The end of the last active day, or None when no day was active."""
+        return None if self.last_active_day is None else self.last_active_day + DAY
+
+
+def daily_streak(active_by_day: Mapping[datetime, bool]) -> Streak:
+    """The newest streak of `active_by_day` (daily bucket start -> was the day active)."""
+    if not active_by_day:
+        raise ValueError("daily_streak needs at least one day")
+    days = sorted(active_by_day)
+    active_days = [d for d in days if active_by_day[d]]
+    last_active = active_days[-1] if active_days else None
+    idle = tuple(d for d in days if last_active is None or d > last_active)
+    return Streak(active_by_day[days[-1]], last_active, idle)
+
+
+def is_stale(newest_day: datetime, now: datetime, stale_after: timedelta = STALE_AFTER) -> bool:
+    """Every datapoint of the newest daily bucket is more than `stale_after` old."""
+    return now - (newest_day + DAY) > stale_after
+
+
+def idle_since(streak: Streak, resource: Resource, window: Window) -> datetime:
+    """Start of the idle streak, in UTC: the end of the last active day, or the window's start
+    when no day was active; never before `resource.streak_floor`. Not capped at now."""
+    floor = resource.streak_floor.astimezone(UTC)
+    if streak.last_active_day is None:
+        return max(floor, window.start.astimezone(UTC))
+    return max(streak.last_active_day + DAY, floor)
 
 
 def _batches(items: Sequence[MetricRequest], size: int) -> Iterator[Sequence[MetricRequest]]:

@@ -28,19 +28,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from janitor.clouds.aws.cloudwatch import (
+    STALE_AFTER,
     Dimensions,
     MetricRequest,
     MetricResult,
     MetricsUnavailable,
+    Streak,
     daily_bounds,
+    daily_streak,
     get_metric_data,
+    idle_since,
+    is_stale,
     list_dimension_sets,
 )
 from janitor.clouds.aws.session import AwsScope, client_config, one_line
@@ -73,8 +77,6 @@ GPU_METRIC = "nvidia_smi_utilization_gpu"
 EC2_NAMESPACE = "AWS/EC2"
 
 DAY = timedelta(days=1)
-# A newest datapoint older than this means the instance or its agent stopped reporting.
-STALE_AFTER = timedelta(days=3)
 
 _STOPPED_STATES = frozenset({"stopped", "stopping"})
 
@@ -259,37 +261,9 @@ def _describe_one(ec2: EC2Client, instance_id: str) -> InstanceTypeDef | None:
 # --- usage -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Streak:
-    """Where the newest run of inactive days starts, from per-day activity."""
-
-    active: bool  # the newest day is active
-    last_active_day: datetime | None  # start of the newest active day
-    idle_days: tuple[datetime, ...]  # days after the last active one
-
-
-def _streak(active_by_day: Mapping[datetime, bool]) -> _Streak:
-    days = sorted(active_by_day)
-    active_days = [d for d in days if active_by_day[d]]
-    last_active = active_days[-1] if active_days else None
-    idle = tuple(d for d in days if last_active is None or d > last_active)
-    return _Streak(active_by_day[days[-1]], last_active, idle)
-
-
-def _idle_since(streak: _Streak, resource: Resource, window: Window, now: datetime) -> datetime:
-    if streak.last_active_day is None:
-        return min(max(resource.streak_floor, window.start), now)
-    return min(max(streak.last_active_day + DAY, resource.streak_floor), now)
-
-
-def _streak_days(streak: _Streak, since: datetime) -> tuple[datetime, ...]:
+def _streak_days(streak: Streak, since: datetime) -> tuple[datetime, ...]:
     """The idle days whose bucket overlaps the idle streak (all idle days if none does)."""
     return tuple(day for day in streak.idle_days if day + DAY > since) or streak.idle_days
-
-
-def _stale(newest_day: datetime, now: datetime) -> bool:
-    """Every datapoint of the newest daily bucket is more than STALE_AFTER old."""
-    return now - (newest_day + DAY) > STALE_AFTER
 
 
 def _pct(value: float) -> str:
@@ -406,14 +380,14 @@ class Ec2GpuProbe:
                 f"({GPU_NAMESPACE} series exist but are empty in the window)",
             )
         newest = max(daily)
-        if _stale(newest, now):
+        if is_stale(newest, now):
             return Verdict.unknown(
                 ref,
                 f"newest {GPU_METRIC} datapoint is from {_day(newest)}, more than "
                 f"{STALE_AFTER.days} days ago: the CloudWatch agent or the instance stopped "
                 "reporting",
             )
-        streak = _streak({day: value > self._gpu_pct for day, value in daily.items()})
+        streak = daily_streak({day: value > self._gpu_pct for day, value in daily.items()})
         if streak.active:
             return Verdict.active(
                 ref,
@@ -421,16 +395,14 @@ class Ec2GpuProbe:
                 f"(max across {count}; {source})",
                 last_activity=min(newest + DAY, now),
             )
-        since = _idle_since(streak, resource, window, now)
+        since = min(idle_since(streak, resource, window), now)
         peak = max(daily[day] for day in _streak_days(streak, since))
         evidence = f"max GPU utilisation {_pct(peak)} across {count} since {_day(since)} ({source})"
-        last_activity = None
         if streak.last_active_day is not None:
             last_day = streak.last_active_day
-            last_activity = last_day + DAY
             evidence += f"; last busy day {_day(last_day)} ({_pct(daily[last_day])})"
         return Verdict.idle(
-            ref, since, evidence, confidence=Confidence.HIGH, last_activity=last_activity
+            ref, since, evidence, confidence=Confidence.HIGH, last_activity=streak.last_activity
         )
 
     def _fallback_verdict(
@@ -469,13 +441,13 @@ class Ec2GpuProbe:
                 f"no CPUUtilization or network datapoints since {_day(window.start)}; {why}",
             )
         newest = max(days)
-        if _stale(newest, now):
+        if is_stale(newest, now):
             return Verdict.unknown(
                 ref,
                 f"newest CPUUtilization/network datapoint is from {_day(newest)}, more than "
                 f"{STALE_AFTER.days} days ago; {why}",
             )
-        streak = _streak(
+        streak = daily_streak(
             {
                 day: cpu_daily.get(day, 0.0) > self._cpu_pct
                 or net_daily.get(day, 0.0) > self._net_bytes
@@ -490,18 +462,17 @@ class Ec2GpuProbe:
                 last_activity=min(newest + DAY, now),
                 confidence=Confidence.LOW,
             )
-        since = _idle_since(streak, resource, window, now)
+        since = min(idle_since(streak, resource, window), now)
         idle_days = _streak_days(streak, since)
         peak_cpu = max((cpu_daily[d] for d in idle_days if d in cpu_daily), default=0.0)
         peak_net = max((net_daily[d] for d in idle_days if d in net_daily), default=0.0)
-        last_activity = None if streak.last_active_day is None else streak.last_active_day + DAY
         return Verdict.idle(
             ref,
             since,
             f"max CPU {_pct(peak_cpu)}, max network {_mb(peak_net)}/day since {_day(since)} "
             f"({source}); {why}",
             confidence=Confidence.LOW,
-            last_activity=last_activity,
+            last_activity=streak.last_activity,
         )
 
 

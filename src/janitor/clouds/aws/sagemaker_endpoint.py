@@ -40,7 +40,6 @@ NAMESPACE = "AWS/SageMaker"
 METRIC = "Invocations"
 DIMENSION_NAMES = frozenset({"EndpointName", "VariantName"})
 TAG_RESOURCE_TYPE = "sagemaker:endpoint"
-STALE_AFTER = timedelta(days=3)  # newest datapoint older than this: metrics stopped arriving
 DAY = timedelta(days=1)
 _SOURCE = "Sum per day, AWS/SageMaker Invocations"
 
@@ -169,7 +168,7 @@ class EndpointProbe:
         cw: CloudWatchClient,
         *,
         invocations_per_day: float = 0.0,
-        stale_after: timedelta = STALE_AFTER,
+        stale_after: timedelta = cloudwatch.STALE_AFTER,
     ) -> None:
         self._cw = cw
         self._threshold = invocations_per_day
@@ -256,29 +255,25 @@ class EndpointProbe:
                 f"{_day(end - DAY)} ({_SOURCE})",
             )
         newest = max(daily)
-        if _utc(now) - (newest + DAY) > self._stale_after:
+        if cloudwatch.is_stale(newest, _utc(now), self._stale_after):
             return Verdict.unknown(
                 ref, f"{METRIC} metrics stopped arriving: newest datapoint on {_day(newest)}"
             )
-        active_days = [day for day, total in daily.items() if total > self._threshold]
-        last_activity: datetime | None = None
-        if active_days:
-            last = max(active_days)
-            if last == newest:
-                return Verdict.active(
-                    ref,
-                    f"{daily[last]:g} invocations on {_day(last)} across {n_variants} ({_SOURCE})",
-                    last_activity=min(last + DAY, _utc(now)),
-                )
-            last_activity = last + DAY
-            since = max(last_activity, _utc(resource.streak_floor))
-        else:
-            since = max(_utc(resource.streak_floor), _utc(window.start))
+        streak = cloudwatch.daily_streak(
+            {day: total > self._threshold for day, total in daily.items()}
+        )
+        if streak.active:
+            return Verdict.active(
+                ref,
+                f"{daily[newest]:g} invocations on {_day(newest)} across {n_variants} ({_SOURCE})",
+                last_activity=min(newest + DAY, _utc(now)),
+            )
+        since = cloudwatch.idle_since(streak, resource, window)
         total = sum(value for day, value in daily.items() if day + DAY > since)
         evidence = f"{total:g} invocations across {n_variants} since {_day(since)} ({_SOURCE})"
         if self._threshold > 0:
             evidence += f"; up to {self._threshold:g} a day counts as idle"
-        return Verdict.idle(ref, since, evidence, last_activity=last_activity)
+        return Verdict.idle(ref, since, evidence, last_activity=streak.last_activity)
 
 
 # -- stopper ---------------------------------------------------------------------------------

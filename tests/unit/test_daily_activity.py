@@ -1,0 +1,100 @@
+"""The pure daily-activity helpers of `cloudwatch.py`: streak, staleness and idle-since.
+
+`day(n)` is the daily bucket starting n days after T0 (00:00 UTC). No CloudWatch is involved.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from janitor.clouds.aws.cloudwatch import (
+    STALE_AFTER,
+    Streak,
+    daily_streak,
+    idle_since,
+    is_stale,
+)
+from janitor.model import Cloud, Resource, ResourceRef, Window
+
+T0 = datetime(2024, 3, 1, tzinfo=UTC)
+
+
+def day(n: float) -> datetime:
+    return T0 + timedelta(days=n)
+
+
+def box(created: float, started: float | None = None) -> Resource:
+    return Resource(
+        ref=ResourceRef(Cloud.AWS, "aws.ec2-gpu", "123456789012", "us-east-1", "i-1"),
+        name="box",
+        state="running",
+        created_at=day(created),
+        last_started_at=None if started is None else day(started),
+    )
+
+
+def test_streak_of_an_active_newest_day() -> None:
+    streak = daily_streak({day(2): False, day(0): True, day(1): False, day(3): True})
+    assert streak == Streak(active=True, last_active_day=day(3), idle_days=())
+    assert streak.last_activity == day(4)
+
+
+def test_streak_idle_after_the_last_active_day() -> None:
+    streak = daily_streak({day(3): False, day(1): True, day(0): False, day(2): False})
+    assert streak == Streak(active=False, last_active_day=day(1), idle_days=(day(2), day(3)))
+    assert streak.last_activity == day(2)
+
+
+def test_streak_never_active() -> None:
+    streak = daily_streak({day(1): False, day(0): False})
+    assert streak == Streak(active=False, last_active_day=None, idle_days=(day(0), day(1)))
+    assert streak.last_activity is None
+
+
+def test_streak_of_no_days_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least one day"):
+        daily_streak({})
+
+
+@pytest.mark.parametrize(
+    ("now", "stale"),
+    [
+        (day(1) + STALE_AFTER, False),  # exactly STALE_AFTER after the bucket's end
+        (day(1) + STALE_AFTER + timedelta(seconds=1), True),
+        (day(0) + timedelta(hours=5), False),  # the bucket is still being filled
+    ],
+)
+def test_is_stale_counts_from_the_end_of_the_newest_bucket(now: datetime, stale: bool) -> None:
+    assert is_stale(day(0), now) is stale
+
+
+def test_is_stale_with_its_own_threshold() -> None:
+    assert is_stale(day(0), day(3), stale_after=timedelta(days=1))
+    assert not is_stale(day(0), day(3), stale_after=timedelta(days=2))
+
+
+def test_idle_since_the_end_of_the_last_active_day() -> None:
+    streak = daily_streak({day(5): True, day(6): False, day(7): False})
+    assert idle_since(streak, box(created=0), Window(day(0), day(8))) == day(6)
+
+
+def test_idle_since_no_earlier_than_the_streak_floor() -> None:
+    streak = daily_streak({day(5): True, day(6): False, day(7): False})
+    assert idle_since(streak, box(created=0, started=6.5), Window(day(0), day(8))) == day(6.5)
+
+
+def test_never_active_is_idle_since_the_window_start_or_the_floor() -> None:
+    streak = daily_streak({day(5): False, day(6): False})
+    assert idle_since(streak, box(created=0), Window(day(2), day(8))) == day(2)
+    assert idle_since(streak, box(created=4), Window(day(2), day(8))) == day(4)
+
+
+def test_idle_since_is_in_utc() -> None:
+    plus_two = timezone(timedelta(hours=2))
+    streak = daily_streak({day(5): False})
+    window = Window(day(2).astimezone(plus_two), day(8).astimezone(plus_two))
+    since = idle_since(streak, box(created=0), window)
+    assert since == day(2)
+    assert since.tzinfo == UTC
