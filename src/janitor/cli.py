@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -116,11 +117,46 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 
 def _notifier(policy: Policy, fmt: str) -> Notifier:
+    """Slack when configured (or required by the policy), else digests on the console."""
+    settings = policy.notifier
+    exempt_tag = policy.rules[0].exempt_tag
+    if settings.type != "console":
+        from janitor.notify.slack import (
+            SlackNotifier,
+            SlackSettings,
+            SlackWebhookNotifier,
+            web_client,
+            webhook_client,
+        )
+
+        slack = SlackSettings.from_env(
+            os.environ,
+            fallback_channel=settings.slack.fallback_channel,
+            summary_channel=settings.slack.summary_channel,
+        )
+        if slack.token:
+            return SlackNotifier(
+                web_client(slack),
+                fallback_channel=slack.fallback_channel,
+                summary_channel=slack.summary_channel,
+                exempt_tag=exempt_tag,
+            )
+        if slack.webhook_url:
+            return SlackWebhookNotifier(webhook_client(slack), exempt_tag=exempt_tag)
+        if settings.type == "slack":
+            raise UsageError(
+                "the policy's notifier is slack: set SLACK_BOT_TOKEN "
+                "(or JANITOR_SLACK_WEBHOOK_URL for a channel-only webhook)"
+            )
+    return _console(policy, fmt)
+
+
+def _console(policy: Policy, fmt: str) -> Notifier:
     from janitor.notify.console import ConsoleNotifier
 
     # Digests go to stdout above a table report; with a machine-readable report, to stderr.
     stream: TextIO = sys.stdout if fmt == "table" else sys.stderr
-    return ConsoleNotifier(stream)
+    return ConsoleNotifier(stream, exempt_tag=policy.rules[0].exempt_tag)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -129,7 +165,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     policy = _policy(args)
     now = _now(args)
-    notifier = _notifier(policy, args.format)
+    # A dry run sends nothing, so it needs no notifier credentials either.
+    notifier = _notifier(policy, args.format) if args.apply else _console(policy, args.format)
     with _store(policy) as store, _progress() as progress:
         report = pipeline.run(
             policy,

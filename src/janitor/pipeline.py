@@ -327,7 +327,9 @@ def _execute(
     delivered_keys: set[str] = set()
     delivery_failures: list[str] = []
     deliveries: list[str] = []
-    for digest in build_digests(by_key.values(), now):
+    digests = build_digests(by_key.values(), now)
+    notifier.prepare([d.owner for d in digests])
+    for digest in digests:
         sent = notifier.deliver(digest)
         names = ", ".join(f"{i.stage.value} {i.finding.resource.name}" for i in digest.items)
         if sent.ok:
@@ -391,17 +393,7 @@ def _execute(
             kind=e.kind,
             message=e.message,
         )
-    record(
-        "run",
-        None,
-        findings=len(by_key),
-        errors=len(errors),
-        delivery_failures=len(delivery_failures),
-        policy=policy.source,
-    )
-    store.append_many(audit)
-
-    return RunReport(
+    report = RunReport(
         as_of=now,
         dry_run=False,
         command="run",
@@ -412,6 +404,51 @@ def _execute(
         delivery_failures=delivery_failures,
         deliveries=deliveries,
     )
+
+    # 4. The run summary, where the notifier keeps one (an admin or fallback channel).
+    lines = [f"error: {e.scope}/{e.region} {e.kind}: {e.message}" for e in errors] + [
+        f"not reached: {line}" for line in delivery_failures
+    ]
+    summary = notifier.summarize(lines, run_figures(report))
+    if summary is not None:
+        if not summary.ok:
+            delivery_failures.append(f"run summary: not delivered ({summary.detail})")
+        record(
+            "delivery",
+            None,
+            owner=None,
+            ok=summary.ok,
+            destination=summary.destination,
+            detail=summary.detail,
+            items=[],
+            summary=True,
+        )
+    record(
+        "run",
+        None,
+        findings=len(by_key),
+        errors=len(errors),
+        delivery_failures=len(delivery_failures),
+        policy=policy.source,
+    )
+    store.append_many(audit)
+    return report
+
+
+def run_figures(report: RunReport) -> dict[str, str]:
+    """The few numbers a run summary leads with."""
+    summary = report.summary()
+    actions = summary["by_action"]
+    stopped = sum(1 for f in report.findings if f.outcome is StopOutcome.STOPPED)
+    return {
+        "notices": str(actions.get("notify", 0)),
+        "warnings": str(actions.get("warn", 0)),
+        "stopped": str(stopped),
+        "potential savings": f"${summary['potential_monthly_savings_usd']:,.2f}/month",
+        "realised savings": f"${summary['realised_monthly_savings_usd']:,.2f}/month",
+        "errors": str(len(report.errors)),
+        "owners not reached": str(len(report.delivery_failures)),
+    }
 
 
 def _group_by_task(

@@ -141,8 +141,19 @@ class AwsSettings(_Strict):
     max_concurrency: int = Field(default=8, ge=1, le=64)
 
 
+class SlackPolicy(_Strict):
+    """Channels only: the token and webhook URL are secrets and come from the environment."""
+
+    fallback_channel: str | None = (
+        None  # owners that cannot be reached; JANITOR_SLACK_FALLBACK_CHANNEL
+    )
+    summary_channel: str | None = None  # the run summary (default: the fallback channel)
+
+
 class NotifierSettings(_Strict):
-    type: Literal["console"] = "console"
+    # auto: Slack when SLACK_BOT_TOKEN or JANITOR_SLACK_WEBHOOK_URL is set, else the console.
+    type: Literal["auto", "console", "slack"] = "auto"
+    slack: SlackPolicy = SlackPolicy()
 
 
 class PolicyModel(_Strict):

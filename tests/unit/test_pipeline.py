@@ -8,7 +8,7 @@ The default lifecycle applies: notice at 30 idle days, warning at 53, stop at 60
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -184,10 +184,20 @@ class FakeNotifier:
     name: str = "fake"
     digests: list[Digest] = field(default_factory=list)
 
+    summaries: list[Mapping[str, str]] = field(default_factory=list)
+    prepared: list[list[str | None]] = field(default_factory=list)
+
+    def prepare(self, owners: Iterable[str | None]) -> None:
+        self.prepared.append(list(owners))
+
     def deliver(self, digest: Digest) -> Delivery:
         self.digests.append(digest)
         destination = f"fake:{digest.owner or 'fallback'}"
         return Delivery(self.ok, destination, "" if self.ok else "channel_not_found")
+
+    def summarize(self, lines: list[str], figures: Mapping[str, str]) -> Delivery | None:
+        self.summaries.append(figures)
+        return Delivery(self.ok, "fake:summary")
 
     def staged(self) -> list[tuple[str | None, str, str]]:
         """(owner, stage, resource name) for every item of every digest received."""
@@ -262,7 +272,9 @@ def events_of(store: SqliteStore, kind: str, run_id: str | None = None) -> list[
     return [
         e
         for e in store.events(limit=10_000)
-        if e.event == kind and (run_id is None or e.run_id == run_id)
+        if e.event == kind
+        and (run_id is None or e.run_id == run_id)
+        and not e.detail.get("summary")  # the run summary is tested on its own
     ]
 
 
@@ -370,7 +382,8 @@ def test_undelivered_warning_is_not_a_warning(store: SqliteStore) -> None:
 
     assert finding(failed, "train-box").decision.action is Action.WARN
     assert failed.exit_code() == 1
-    (failure,) = failed.delivery_failures
+    failure, summary_failure = failed.delivery_failures
+    assert summary_failure.startswith("run summary: not delivered")
     assert "alice@example.com" in failure
     assert "channel_not_found" in failure
     assert "warn train-box" in failure
@@ -775,3 +788,15 @@ def test_restore_refuses_an_ambiguous_query(store: SqliteStore) -> None:
     with pytest.raises(RestoreError, match="matches 2 stopped resources"):
         pipeline.restore(KIND, policy=make_policy(), store=store, now=day(61), handlers=handlers)
     assert events_of(store, "restore") == []
+
+
+def test_an_applied_run_sends_one_summary_with_its_figures(store: SqliteStore) -> None:
+    notifier = FakeNotifier()
+    run_at(30, [InMemoryScope(gpu_box("train-box"))], store, notifier)
+    (figures,) = notifier.summaries
+    assert figures["notices"] == "1"
+    assert figures["warnings"] == "0"
+    assert figures["owners not reached"] == "0"
+    assert notifier.prepared == [["alice@example.com"]]
+    summaries = [e for e in store.events() if e.event == "delivery" and e.detail.get("summary")]
+    assert len(summaries) == 1

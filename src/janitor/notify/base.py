@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -35,6 +36,14 @@ class Delivery:
 class Notifier(Protocol):
     name: str
 
+    def prepare(self, owners: Iterable[str | None]) -> None:
+        """Called once per run with every owner about to get a digest (bulk look-ups)."""
+        ...
+
     def deliver(self, digest: Digest) -> Delivery:
         """Send one digest. `ok` only when the destination confirmed it."""
+        ...
+
+    def summarize(self, lines: list[str], figures: Mapping[str, str]) -> Delivery | None:
+        """Send the run summary where the notifier keeps one; None when it keeps none."""
         ...

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable, Mapping
 from typing import TextIO
 
 from janitor.notify.base import Delivery, Digest
@@ -15,6 +16,12 @@ class ConsoleNotifier:
     def __init__(self, stream: TextIO | None = None, exempt_tag: str = "janitor-exempt") -> None:
         self._stream = stream
         self._exempt_tag = exempt_tag
+
+    def prepare(self, owners: Iterable[str | None]) -> None:
+        return None
+
+    def summarize(self, lines: list[str], figures: Mapping[str, str]) -> Delivery | None:
+        return None  # the report printed after the run is the summary
 
     def deliver(self, digest: Digest) -> Delivery:
         stream = self._stream or sys.stderr

@@ -1,0 +1,325 @@
+"""Slack delivery: one digest per owner, as a DM found by email, else to a fallback channel.
+
+Configuration comes from the environment (secrets never live in the policy file):
+- SLACK_BOT_TOKEN: the bot token (scopes chat:write, users:read, users:read.email);
+- JANITOR_SLACK_API_URL: another Web API base URL (Enterprise Grid proxies, GovSlack, tests);
+- JANITOR_SLACK_FALLBACK_CHANNEL: where resources go whose owner cannot be reached;
+- JANITOR_SLACK_WEBHOOK_URL: incoming-webhook mode for teams without a bot (channel only).
+
+A digest counts as delivered only when Slack answered `ok: true` for every part of it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, tzinfo
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from janitor.notify.base import Delivery, Digest
+from janitor.notify.slack_blocks import SlackMessage, digest_messages, summary_messages
+
+if TYPE_CHECKING:
+    from slack_sdk import WebClient
+    from slack_sdk.webhook import WebhookClient
+
+USER_ID = re.compile(r"^[UW][A-Z0-9]{6,}$")
+CHANNEL_ID = re.compile(r"^[CG][A-Z0-9]{6,}$")
+BULK_LOOKUP_THRESHOLD = 25  # more email owners than this: one paged users.list instead
+RETRIES = 3
+
+
+@dataclass(frozen=True)
+class SlackSettings:
+    token: str | None = field(default=None, repr=False)
+    webhook_url: str | None = field(default=None, repr=False)
+    api_url: str | None = None
+    fallback_channel: str | None = None
+    summary_channel: str | None = None
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.token or self.webhook_url)
+
+    @classmethod
+    def from_env(
+        cls,
+        environ: Mapping[str, str],
+        *,
+        fallback_channel: str | None = None,
+        summary_channel: str | None = None,
+    ) -> SlackSettings:
+        def get(name: str) -> str | None:
+            value = environ.get(name, "").strip()
+            return value or None
+
+        return cls(
+            token=get("SLACK_BOT_TOKEN"),
+            webhook_url=get("JANITOR_SLACK_WEBHOOK_URL"),
+            api_url=get("JANITOR_SLACK_API_URL"),
+            fallback_channel=get("JANITOR_SLACK_FALLBACK_CHANNEL") or fallback_channel,
+            summary_channel=get("JANITOR_SLACK_SUMMARY_CHANNEL") or summary_channel,
+        )
+
+
+class SlackLookupError(Exception):
+    """Slack could not be asked (outage, missing scope): not the same as "no such user"."""
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    channel: str | None  # a user id (DM), a channel id or #name; None: not reachable
+    zone: tzinfo
+    reason: str = ""  # why the owner could not be reached, for the fallback message
+
+
+def _zone(name: object) -> tzinfo:
+    if isinstance(name, str) and name:
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            return UTC
+    return UTC
+
+
+def _error(exc: Exception) -> str:
+    response = getattr(exc, "response", None)
+    if response is not None:
+        try:
+            return str(response["error"])
+        except (KeyError, TypeError):
+            return f"HTTP {getattr(response, 'status_code', '?')}"
+    return type(exc).__name__
+
+
+class OwnerDirectory:
+    """Finds owners in Slack, once per run: by email, user id or #channel."""
+
+    def __init__(self, client: WebClient, *, bulk_threshold: int = BULK_LOOKUP_THRESHOLD) -> None:
+        self._client = client
+        self._bulk_threshold = bulk_threshold
+        self._cache: dict[str, Recipient] = {}
+        self._by_email: dict[str, dict[str, Any]] | None = None
+
+    def prepare(self, owners: Iterable[str | None]) -> None:
+        emails = {o.strip().lower() for o in owners if o and "@" in o} - set(self._cache)
+        if len(emails) > self._bulk_threshold:
+            self._by_email = self._all_users()
+
+    def _all_users(self) -> dict[str, dict[str, Any]]:
+        from slack_sdk.errors import SlackApiError
+
+        users: dict[str, dict[str, Any]] = {}
+        cursor = None
+        try:
+            while True:
+                page = self._client.users_list(cursor=cursor, limit=200)
+                for member in page.get("members") or []:
+                    email = (member.get("profile") or {}).get("email")
+                    if email:
+                        users[str(email).lower()] = member
+                cursor = (page.get("response_metadata") or {}).get("next_cursor")
+                if not cursor:
+                    return users
+        except SlackApiError as exc:
+            raise SlackLookupError(f"users.list: {_error(exc)}") from None
+
+    def resolve(self, owner: str | None) -> Recipient:
+        if not owner or not owner.strip():
+            return Recipient(None, UTC, "the resource has no owner tag")
+        key = owner.strip()
+        if "@" in key:
+            key = key.lower()
+        if key not in self._cache:
+            self._cache[key] = self._lookup(key)
+        return self._cache[key]
+
+    def _lookup(self, owner: str) -> Recipient:
+
+        if owner.startswith("#") or CHANNEL_ID.match(owner):
+            return Recipient(owner, UTC)
+        if "@" in owner:
+            if self._by_email is not None:
+                user = self._by_email.get(owner)
+                if user is None:
+                    return Recipient(None, UTC, f"no Slack user has the email {owner}")
+                return self._user(user, owner)
+            return self._ask(
+                "users.lookupByEmail",
+                {"email": owner},
+                "users_not_found",
+                f"no Slack user has the email {owner}",
+                owner,
+            )
+        if USER_ID.match(owner):
+            return self._ask(
+                "users.info", {"user": owner}, "user_not_found", f"no Slack user {owner}", owner
+            )
+        return Recipient(
+            None, UTC, f"owner tag {owner!r} is not an email, a Slack user ID or a #channel"
+        )
+
+    def _ask(
+        self, method: str, params: dict[str, str], missing: str, reason: str, owner: str
+    ) -> Recipient:
+        """One user look-up: the user, "no such user" (a fallback), or a look-up failure."""
+        from slack_sdk.errors import SlackApiError
+
+        try:
+            answer = self._client.api_call(method, http_verb="GET", params=params)
+        except SlackApiError as exc:
+            if _error(exc) == missing:
+                return Recipient(None, UTC, reason)
+            raise SlackLookupError(f"{method}: {_error(exc)}") from None
+        return self._user(answer["user"], owner)
+
+    @staticmethod
+    def _user(user: Mapping[str, Any], owner: str) -> Recipient:
+        if user.get("deleted"):
+            return Recipient(None, UTC, f"the Slack user of {owner} is deactivated")
+        return Recipient(str(user["id"]), _zone(user.get("tz")))
+
+
+def web_client(settings: SlackSettings) -> WebClient:
+    from slack_sdk import WebClient
+    from slack_sdk.http_retry.builtin_handlers import (
+        ConnectionErrorRetryHandler,
+        RateLimitErrorRetryHandler,
+        ServerErrorRetryHandler,
+    )
+
+    kwargs: dict[str, Any] = {}
+    if settings.api_url:
+        kwargs["base_url"] = (
+            settings.api_url if settings.api_url.endswith("/") else (settings.api_url + "/")
+        )
+    return WebClient(
+        token=settings.token,
+        timeout=15,
+        retry_handlers=[
+            RateLimitErrorRetryHandler(max_retry_count=RETRIES),
+            ConnectionErrorRetryHandler(max_retry_count=RETRIES),
+            ServerErrorRetryHandler(max_retry_count=RETRIES),
+        ],
+        **kwargs,
+    )
+
+
+class SlackNotifier:
+    """Bot-token mode: DMs to owners, the fallback channel for the rest."""
+
+    name = "slack"
+
+    def __init__(
+        self,
+        client: WebClient,
+        *,
+        fallback_channel: str | None,
+        summary_channel: str | None = None,
+        exempt_tag: str = "janitor-exempt",
+        directory: OwnerDirectory | None = None,
+    ) -> None:
+        self._client = client
+        self._fallback = fallback_channel
+        self._summary_channel = summary_channel or fallback_channel
+        self._exempt_tag = exempt_tag
+        self._directory = directory or OwnerDirectory(client)
+        self.sent: list[tuple[str, SlackMessage]] = []  # what Slack accepted, for the report
+
+    def prepare(self, owners: Iterable[str | None]) -> None:
+        try:
+            self._directory.prepare(owners)
+        except SlackLookupError:
+            return  # each delivery then looks its owner up, and reports what fails
+
+    def deliver(self, digest: Digest) -> Delivery:
+        try:
+            recipient = self._directory.resolve(digest.owner)
+        except SlackLookupError as exc:
+            return Delivery(False, "slack", f"owner lookup failed: {exc}")
+        note = None
+        channel = recipient.channel
+        if channel is None:
+            if not self._fallback:
+                return Delivery(False, "slack", f"{recipient.reason}; no fallback channel is set")
+            channel = self._fallback
+            note = f"Sent to this channel because {recipient.reason}."
+        messages = digest_messages(
+            digest, zone=recipient.zone, exempt_tag=self._exempt_tag, note=note
+        )
+        return self._post(channel, messages)
+
+    def _post(self, channel: str, messages: list[SlackMessage]) -> Delivery:
+        from slack_sdk.errors import SlackApiError
+
+        for message in messages:
+            try:
+                answer = self._client.chat_postMessage(
+                    channel=channel, text=message.text, blocks=message.blocks
+                )
+            except SlackApiError as exc:
+                return Delivery(False, channel, f"chat.postMessage: {_error(exc)}")
+            except OSError as exc:  # connection refused after the retries
+                return Delivery(False, channel, f"chat.postMessage: {type(exc).__name__}")
+            if not answer.get("ok"):
+                return Delivery(False, channel, f"chat.postMessage: {answer.get('error')}")
+            self.sent.append((channel, message))
+        return Delivery(True, f"slack:{channel}")
+
+    def summarize(self, lines: list[str], figures: Mapping[str, str]) -> Delivery | None:
+        if not self._summary_channel:
+            return None
+        return self._post(self._summary_channel, [summary_messages(lines, figures)])
+
+
+class SlackWebhookNotifier:
+    """Incoming-webhook mode: every digest to the webhook's channel, no DMs, no lookups."""
+
+    name = "slack-webhook"
+
+    def __init__(self, client: WebhookClient, *, exempt_tag: str = "janitor-exempt") -> None:
+        self._client = client
+        self._exempt_tag = exempt_tag
+
+    def prepare(self, owners: Iterable[str | None]) -> None:
+        return None
+
+    def deliver(self, digest: Digest) -> Delivery:
+        note = f"Owner: {digest.owner}" if digest.owner else "No owner tag."
+        messages = digest_messages(digest, zone=UTC, exempt_tag=self._exempt_tag, note=note)
+        return self._post(messages)
+
+    def _post(self, messages: list[SlackMessage]) -> Delivery:
+        for message in messages:
+            try:
+                answer = self._client.send(text=message.text, blocks=message.blocks)
+            except OSError as exc:
+                return Delivery(False, "slack-webhook", type(exc).__name__)
+            if answer.status_code != 200:
+                return Delivery(False, "slack-webhook", f"HTTP {answer.status_code}: {answer.body}")
+        return Delivery(True, "slack-webhook")
+
+    def summarize(self, lines: list[str], figures: Mapping[str, str]) -> Delivery | None:
+        return self._post([summary_messages(lines, figures)])
+
+
+def webhook_client(settings: SlackSettings) -> WebhookClient:
+    from slack_sdk.http_retry.builtin_handlers import (
+        ConnectionErrorRetryHandler,
+        RateLimitErrorRetryHandler,
+        ServerErrorRetryHandler,
+    )
+    from slack_sdk.webhook import WebhookClient
+
+    assert settings.webhook_url
+    return WebhookClient(
+        settings.webhook_url,
+        timeout=15,
+        retry_handlers=[
+            RateLimitErrorRetryHandler(max_retry_count=RETRIES),
+            ConnectionErrorRetryHandler(max_retry_count=RETRIES),
+            ServerErrorRetryHandler(max_retry_count=RETRIES),
+        ],
+    )
