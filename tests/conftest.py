@@ -1,4 +1,5 @@
-"""Shared fixtures: the local AWS (moto in server mode, reached by real boto3 over HTTP).
+"""Shared fixtures: the local AWS (moto in server mode, reached by real boto3 over HTTP) and
+the local Slack Web API server (reached by the real slack_sdk clients).
 
 `aws_server` starts once per test process (one per xdist worker); `aws_env` points boto3 at it
 and resets it before each test; `scope` builds an AwsScope for a region of the fake account.
@@ -12,6 +13,9 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from slack_sdk import WebClient
+
+from janitor.devserver.slack import SlackDevServer, SlackUser
 
 if TYPE_CHECKING:
     from janitor.clouds.aws.session import AwsScope
@@ -76,3 +80,50 @@ def scope(aws_env: AwsDevServer, _botocore_loader: Any) -> ScopeFactory:
         return scopes[region]
 
     return make
+
+
+# --- Slack --------------------------------------------------------------------------------
+
+SLACK_TOKEN = "xoxb-test-token"
+ALICE = SlackUser(
+    id="U0000000002",
+    email="alice@example.com",
+    name="alice",
+    real_name="Alice Example",
+    tz="Europe/London",
+)
+BOB = SlackUser(
+    id="U0000000003",
+    email="bob@example.com",
+    name="bob",
+    real_name="Bob Example",
+    tz="America/Los_Angeles",
+)
+CAROL = SlackUser(  # deactivated
+    id="U0000000004",
+    email="carol@example.com",
+    name="carol",
+    real_name="Carol Example",
+    deleted=True,
+)
+SEED_USERS = (ALICE, BOB, CAROL)
+
+
+@pytest.fixture
+def slack_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[SlackDevServer]:
+    """Started on a free port, stopped after the test (starting one takes about a millisecond).
+
+    slack_sdk goes through urllib, which honours proxy variables: 127.0.0.1 is kept off them.
+    """
+    no_proxy = ",".join(p for p in (os.environ.get("NO_PROXY", ""), "127.0.0.1,localhost") if p)
+    monkeypatch.setenv("NO_PROXY", no_proxy)
+    monkeypatch.setenv("no_proxy", no_proxy)
+    with SlackDevServer(token=SLACK_TOKEN, users=SEED_USERS) as server:
+        yield server
+
+
+@pytest.fixture
+def slack(slack_server: SlackDevServer) -> WebClient:
+    """slack_sdk's WebClient pointed at `slack_server`, with the right token, no retries beyond
+    the SDK's default (connection errors)."""
+    return WebClient(token=SLACK_TOKEN, base_url=slack_server.url, timeout=10)
