@@ -409,7 +409,8 @@ def _execute(
     lines = [f"error: {e.scope}/{e.region} {e.kind}: {e.message}" for e in errors] + [
         f"not reached: {line}" for line in delivery_failures
     ]
-    summary = notifier.summarize(lines, run_figures(report))
+    # A run that had nothing to say sends nothing (a second run the same day is silent).
+    summary = notifier.summarize(lines, run_figures(report)) if digests or lines else None
     if summary is not None:
         if not summary.ok:
             delivery_failures.append(f"run summary: not delivered ({summary.detail})")

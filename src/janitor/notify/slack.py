@@ -11,6 +11,7 @@ A digest counts as delivered only when Slack answered `ok: true` for every part 
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -23,12 +24,30 @@ from janitor.notify.slack_blocks import SlackMessage, digest_messages, summary_m
 
 if TYPE_CHECKING:
     from slack_sdk import WebClient
+    from slack_sdk.http_retry.handler import RetryHandler
     from slack_sdk.webhook import WebhookClient
 
 USER_ID = re.compile(r"^[UW][A-Z0-9]{6,}$")
 CHANNEL_ID = re.compile(r"^[CG][A-Z0-9]{6,}$")
 BULK_LOOKUP_THRESHOLD = 25  # more email owners than this: one paged users.list instead
-RETRIES = 3
+DEFAULT_RETRIES = 3  # per request, for 429 (after Retry-After), connection errors and 5xx
+
+
+def _retry_handlers() -> list[RetryHandler]:
+    """429 after Retry-After, connection errors and 5xx: JANITOR_SLACK_MAX_RETRIES each."""
+    from slack_sdk.http_retry.builtin_handlers import (
+        ConnectionErrorRetryHandler,
+        RateLimitErrorRetryHandler,
+        ServerErrorRetryHandler,
+    )
+
+    value = os.environ.get("JANITOR_SLACK_MAX_RETRIES", "").strip()
+    retries = int(value) if value.isdigit() else DEFAULT_RETRIES
+    return [
+        RateLimitErrorRetryHandler(max_retry_count=retries),
+        ConnectionErrorRetryHandler(max_retry_count=retries),
+        ServerErrorRetryHandler(max_retry_count=retries),
+    ]
 
 
 @dataclass(frozen=True)
@@ -184,11 +203,6 @@ class OwnerDirectory:
 
 def web_client(settings: SlackSettings) -> WebClient:
     from slack_sdk import WebClient
-    from slack_sdk.http_retry.builtin_handlers import (
-        ConnectionErrorRetryHandler,
-        RateLimitErrorRetryHandler,
-        ServerErrorRetryHandler,
-    )
 
     kwargs: dict[str, Any] = {}
     if settings.api_url:
@@ -198,11 +212,7 @@ def web_client(settings: SlackSettings) -> WebClient:
     return WebClient(
         token=settings.token,
         timeout=15,
-        retry_handlers=[
-            RateLimitErrorRetryHandler(max_retry_count=RETRIES),
-            ConnectionErrorRetryHandler(max_retry_count=RETRIES),
-            ServerErrorRetryHandler(max_retry_count=RETRIES),
-        ],
+        retry_handlers=_retry_handlers(),
         **kwargs,
     )
 
@@ -306,20 +316,11 @@ class SlackWebhookNotifier:
 
 
 def webhook_client(settings: SlackSettings) -> WebhookClient:
-    from slack_sdk.http_retry.builtin_handlers import (
-        ConnectionErrorRetryHandler,
-        RateLimitErrorRetryHandler,
-        ServerErrorRetryHandler,
-    )
     from slack_sdk.webhook import WebhookClient
 
     assert settings.webhook_url
     return WebhookClient(
         settings.webhook_url,
         timeout=15,
-        retry_handlers=[
-            RateLimitErrorRetryHandler(max_retry_count=RETRIES),
-            ConnectionErrorRetryHandler(max_retry_count=RETRIES),
-            ServerErrorRetryHandler(max_retry_count=RETRIES),
-        ],
+        retry_handlers=_retry_handlers(),
     )
