@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -238,6 +239,107 @@ def test_describe_fills_in_variants_instance_type_and_count(
     assert aws_env.calls["sagemaker.DescribeEndpointConfig"] == 1
 
 
+def make_shared_endpoints(sagemaker: Any, names: Sequence[str], config: str = "shared") -> None:
+    """Endpoints `names`, all on one endpoint config (one variant of 2 x ml.g4dn.2xlarge)."""
+    sagemaker.create_model(
+        ModelName=f"{config}-model",
+        ExecutionRoleArn=ROLE,
+        PrimaryContainer={"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/serve:1"},
+    )
+    sagemaker.create_endpoint_config(
+        EndpointConfigName=f"{config}-config",
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": f"{config}-model",
+                "InstanceType": "ml.g4dn.2xlarge",
+                "InitialInstanceCount": 2,
+            }
+        ],
+    )
+    with at(CREATED):
+        for name in names:
+            sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=f"{config}-config")
+
+
+def test_describe_asks_once_per_config_and_keeps_the_input_order(
+    scope: ScopeFactory, aws_env: AwsDevServer
+) -> None:
+    sagemaker = scope().client("sagemaker")
+    make_shared_endpoints(sagemaker, [f"ep-{i:02d}" for i in range(20)])
+    make_endpoint(sagemaker, "ep-own")
+    h = handlers(scope)
+    listed = sorted(h.scanner.scan(), key=lambda r: r.name, reverse=True)
+    wanted = [*listed[:5], resource("ep-gone-1"), *listed[5:15], resource("ep-gone-2")]
+    wanted += listed[15:]
+    aws_env.reset_calls()
+
+    described = h.scanner.describe(wanted)
+
+    assert [r.name for r in described] == [r.name for r in wanted]
+    assert [r for r in described if r.name.startswith("ep-gone")] == [wanted[5], wanted[16]]
+    assert described[5] is wanted[5]
+    assert described[16] is wanted[16]
+    shared = [r for r in described if r.details.get("endpoint_config_name") == "shared-config"]
+    assert len(shared) == 20
+    assert {(r.instance_type, r.instance_count) for r in shared} == {("ml.g4dn.2xlarge", 2)}
+    own = next(r for r in described if r.name == "ep-own")
+    assert (own.instance_type, own.details["endpoint_config_name"]) == (
+        "ml.g4dn.xlarge",
+        "ep-own-config",
+    )
+    assert aws_env.calls["sagemaker.DescribeEndpoint"] == 23
+    assert aws_env.calls["sagemaker.DescribeEndpointConfig"] == 2
+
+
+def test_describe_runs_describe_endpoint_calls_at_once(scope: ScopeFactory) -> None:
+    names = [f"ep-{i:02d}" for i in range(sagemaker_endpoint.DESCRIBE_WORKERS * 2)]
+    sagemaker = scope().client("sagemaker")
+    make_shared_endpoints(sagemaker, names)
+    # Every DescribeEndpoint waits until DESCRIBE_WORKERS of them are under way together: one
+    # at a time, the first would wait in vain and the barrier would break.
+    barrier = threading.Barrier(sagemaker_endpoint.DESCRIBE_WORKERS, timeout=10)
+
+    class Gated:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(sagemaker, name)
+
+        def describe_endpoint(self, **kwargs: Any) -> Any:
+            barrier.wait()
+            return sagemaker.describe_endpoint(**kwargs)
+
+    scanner = sagemaker_endpoint.EndpointScanner(
+        Gated(),  # type: ignore[arg-type]
+        scope().client("resourcegroupstaggingapi"),
+        account_id=ACCOUNT_ID,
+        region="us-east-1",
+    )
+
+    described = scanner.describe([resource(name) for name in names])
+
+    assert [r.name for r in described] == names
+    assert all(r.instance_count == 2 for r in described)
+
+
+def test_describe_raises_what_is_not_a_vanished_endpoint(
+    scope: ScopeFactory, aws_env: AwsDevServer
+) -> None:
+    names = [f"ep-{i:02d}" for i in range(12)]
+    make_shared_endpoints(scope().client("sagemaker"), names)
+    eps = [resource(name) for name in names]
+    scanner = handlers(scope).scanner
+
+    aws_env.fail("sagemaker.DescribeEndpoint", 1)
+    with pytest.raises(ClientError, match="AccessDenied"):
+        scanner.describe(eps)
+
+    aws_env.reset_calls()
+    aws_env.fail("sagemaker.DescribeEndpointConfig", 1)
+    with pytest.raises(ClientError, match="AccessDenied"):
+        scanner.describe(eps)
+    assert aws_env.calls["sagemaker.DescribeEndpointConfig"] == 1  # asked once, for everyone
+
+
 # -- usage -----------------------------------------------------------------------------------
 
 
@@ -441,6 +543,41 @@ def test_six_hundred_endpoints_take_two_get_metric_data_calls(
     assert [eps[i].name for i, s in enumerate(statuses) if s is Status.ACTIVE] == [
         f"ep-{i:03d}" for i in range(0, 600, 100)
     ]
+
+
+def test_an_endpoints_variants_are_never_split_across_get_metric_data_calls(
+    scope: ScopeFactory, aws_env: AwsDevServer
+) -> None:
+    cloudwatch = scope().client("cloudwatch")
+    singles = [f"ep-{i:03d}" for i in range(499)]
+    data: list[Any] = [
+        {
+            "MetricName": "Invocations",
+            "Dimensions": [
+                {"Name": "EndpointName", "Value": name},
+                {"Name": "VariantName", "Value": "AllTraffic"},
+            ],
+            "Timestamp": NOW - timedelta(days=1),
+            "Value": 0.0,
+        }
+        for name in singles
+    ]
+    for start in range(0, len(data), 1000):
+        cloudwatch.put_metric_data(Namespace="AWS/SageMaker", MetricData=data[start : start + 1000])
+    invocations(cloudwatch, "ep-two", {1: 0.0}, variant="a")
+    invocations(cloudwatch, "ep-two", {1: 5.0}, variant="b")  # the 501st series
+    eps = [resource(name) for name in singles] + [resource("ep-two")]
+    aws_env.reset_calls()
+
+    verdicts = handlers(scope).probe.usage(eps, Window.ending(NOW, timedelta(days=5)), NOW)
+
+    assert aws_env.calls["monitoring.GetMetricData"] == 2
+    two = verdicts[eps[-1].ref.key]
+    assert two.status is Status.ACTIVE
+    assert "5 invocations on" in two.evidence
+    assert "across 2 variants" in two.evidence
+    assert list(verdicts) == [ep.ref.key for ep in eps]
+    assert {verdicts[ep.ref.key].status for ep in eps[:-1]} == {Status.IDLE}
 
 
 def test_throttled_get_metric_data_succeeds_after_retries(

@@ -6,10 +6,16 @@ Every kind that reads CloudWatch goes through here, so the batching rules live i
   ListMetrics). A GetMetricData query must name the *exact* dimension set of a series: a series
   published with an extra dimension is a different series and is never matched by a query that
   leaves that dimension out. Keep the dimensions in the order ListMetrics returned them.
-* `get_metric_data` sends up to 500 MetricDataQueries per call (the API maximum), follows
-  NextToken (real CloudWatch pages by datapoint count) and returns one `MetricResult` per
-  request. A failed call or a query CloudWatch could not answer is reported on the results it
-  concerns (`ok` is False, `error` says why): a probe turns that into `unknown`, never `idle`.
+* `stream_metric_data` takes the series in groups (all the series of one resource: its
+  variants, its GPUs) and packs whole groups, in order, into calls of up to 500
+  MetricDataQueries (the API maximum; a group never straddles two calls, so N single-series
+  groups take ceil(N / 500) calls). It follows NextToken (real CloudWatch pages by datapoint
+  count) and yields each group's `MetricResult`s as soon as its call is answered, so a probe
+  reduces a resource's points to its verdict and drops them: no more than one call's points
+  are held at a time, however large the region. `get_metric_data` is the simple form (one
+  result per request, all at once) for small request sets. A failed call or a query
+  CloudWatch could not answer is reported on the results it concerns (`ok` is False, `error`
+  says why): a probe turns that into `unknown`, never `idle`.
 * `daily_bounds` aligns a window to whole UTC days, so `Period=86400` buckets are calendar days.
 * `daily_streak`, `is_stale` and `idle_since` turn per-day activity (a probe decides what makes
   a day active) into the newest streak: active when the newest day is, else idle since the end
@@ -18,10 +24,10 @@ Every kind that reads CloudWatch goes through here, so the batching rules live i
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -38,6 +44,8 @@ STALE_AFTER = timedelta(days=3)
 
 # A metric's dimensions, as (name, value) pairs in the order ListMetrics returned them.
 Dimensions = tuple[tuple[str, str], ...]
+
+G = TypeVar("G")  # the caller's handle for a group of requests (usually its resource)
 
 
 class MetricsUnavailable(Exception):
@@ -183,6 +191,73 @@ def _batches(items: Sequence[MetricRequest], size: int) -> Iterator[Sequence[Met
         yield items[index : index + size]
 
 
+def _check_call(start: datetime, end: datetime, batch_size: int) -> None:
+    if not 1 <= batch_size <= MAX_QUERIES_PER_CALL:
+        raise ValueError(f"batch_size must be within 1..{MAX_QUERIES_PER_CALL}")
+    require_aware(start, "start")
+    require_aware(end, "end")
+
+
+def _pack(
+    groups: Iterable[tuple[G, Sequence[MetricRequest]]], size: int
+) -> Iterator[list[tuple[G, Sequence[MetricRequest]]]]:
+    """Whole groups, in order, into runs of at most `size` requests (next fit, lazily).
+
+    A group larger than `size` on its own is a run of its own (sent in several calls).
+    """
+    run: list[tuple[G, Sequence[MetricRequest]]] = []
+    count = 0
+    for handle, requests in groups:
+        if run and count + len(requests) > size:
+            yield run
+            run, count = [], 0
+        run.append((handle, requests))
+        count += len(requests)
+    if run:
+        yield run
+
+
+def stream_metric_data(
+    cloudwatch: CloudWatchClient,
+    groups: Iterable[tuple[G, Sequence[MetricRequest]]],
+    start: datetime,
+    end: datetime,
+    *,
+    period: int = 86400,
+    batch_size: int = MAX_QUERIES_PER_CALL,
+) -> Iterator[tuple[G, tuple[MetricResult, ...]]]:
+    """(handle, results in request order) for every group, in order, one call at a time.
+
+    `groups` is read lazily. A group's requests are always sent in the same call (unless the
+    group alone holds more than `batch_size`), so a group's results arrive together and can be
+    reduced at once; the results of one call are dropped once its groups have been yielded.
+    Calls: ceil(requests / batch_size) when every group holds one request; otherwise one more
+    now and then, where a group does not fit in what is left of a call. A call that fails marks
+    every request of its call as failed; the other calls still count.
+    """
+    _check_call(start, end, batch_size)
+    return _stream(cloudwatch, groups, start, end, period, batch_size)
+
+
+def _stream(
+    cloudwatch: CloudWatchClient,
+    groups: Iterable[tuple[G, Sequence[MetricRequest]]],
+    start: datetime,
+    end: datetime,
+    period: int,
+    batch_size: int,
+) -> Iterator[tuple[G, tuple[MetricResult, ...]]]:
+    for run in _pack(groups, batch_size):
+        flat = [request for _, requests in run for request in requests]
+        results: list[MetricResult] = []
+        for batch in _batches(flat, batch_size):
+            results += _one_batch(cloudwatch, batch, start, end, period)
+        position = 0
+        for handle, requests in run:
+            yield handle, tuple(results[position : position + len(requests)])
+            position += len(requests)
+
+
 def get_metric_data(
     cloudwatch: CloudWatchClient,
     requests: Sequence[MetricRequest],
@@ -192,21 +267,20 @@ def get_metric_data(
     period: int = 86400,
     batch_size: int = MAX_QUERIES_PER_CALL,
 ) -> dict[str, MetricResult]:
-    """One result per request key; ceil(len(requests) / 500) calls (more only if paged).
+    """One result per request key, all held at once; ceil(len(requests) / 500) calls (more
+    only if paged). For a whole region's series, `stream_metric_data` keeps memory flat.
 
     A call that fails marks every request of its batch as failed; the other batches still count.
     """
-    if not 1 <= batch_size <= MAX_QUERIES_PER_CALL:
-        raise ValueError(f"batch_size must be within 1..{MAX_QUERIES_PER_CALL}")
+    _check_call(start, end, batch_size)
     keys = [request.key for request in requests]
     if len(set(keys)) != len(keys):
         raise ValueError("MetricRequest keys must be unique")
-    require_aware(start, "start")
-    require_aware(end, "end")
-    results: dict[str, MetricResult] = {}
-    for batch in _batches(requests, batch_size):
-        results.update(_one_batch(cloudwatch, batch, start, end, period))
-    return results
+    singles = ((request.key, (request,)) for request in requests)
+    return {
+        key: result
+        for key, (result,) in _stream(cloudwatch, singles, start, end, period, batch_size)
+    }
 
 
 def _one_batch(
@@ -215,7 +289,10 @@ def _one_batch(
     start: datetime,
     end: datetime,
     period: int,
-) -> dict[str, MetricResult]:
+) -> list[MetricResult]:
+    """One result per request of `batch`, in its order (keys need not be unique here)."""
+    if not batch:
+        return []
     by_id = {f"q{index}": request for index, request in enumerate(batch)}
     queries: list[Any] = [
         {
@@ -269,19 +346,21 @@ def _one_batch(
             kwargs["NextToken"] = token
     except (ClientError, BotoCoreError) as exc:
         failure = _failure(exc)
-        return {
-            request.key: MetricResult(request.key, (), "Error", str(failure), denied=failure.denied)
+        return [
+            MetricResult(request.key, (), "Error", str(failure), denied=failure.denied)
             for request in batch
-        }
-    out: dict[str, MetricResult] = {}
+        ]
+    out: list[MetricResult] = []
     for query_id, request in by_id.items():
-        series = sorted(points[query_id], key=lambda point: point[0])
+        series = sorted(points.pop(query_id), key=lambda point: point[0])
         final = status.get(query_id, "Complete")
-        out[request.key] = MetricResult(
-            request.key,
-            tuple(series),
-            final,
-            errors.get(query_id),
-            denied=final == "Forbidden",
+        out.append(
+            MetricResult(
+                request.key,
+                tuple(series),
+                final,
+                errors.get(query_id),
+                denied=final == "Forbidden",
+            )
         )
     return out

@@ -20,6 +20,10 @@ Usage, strongest first, batched through `cloudwatch.py` for every instance of th
   `cpu_utilization_percent`, or NetworkIn + NetworkOut Sum per day above `network_mb_per_day`.
   A data loader or a CPU-bound preprocessing step looks the same as training here.
 
+Each instance's series share one GetMetricData call (500 series per call), and each call's
+points are reduced to verdicts before the next call is made: memory does not grow with the
+region's datapoints.
+
 Unknown, never idle: no datapoint in the window, a failed or denied query, or a newest datapoint
 more than three days old (the agent or the instance stopped reporting).
 """
@@ -42,10 +46,10 @@ from janitor.clouds.aws.cloudwatch import (
     Streak,
     daily_bounds,
     daily_streak,
-    get_metric_data,
     idle_since,
     is_stale,
     list_dimension_sets,
+    stream_metric_data,
 )
 from janitor.clouds.aws.session import AwsScope, client_config, one_line
 from janitor.clouds.base import KindHandlers, RestoreFailed
@@ -326,42 +330,53 @@ class Ec2GpuProbe:
             if instance_id in gpus:
                 gpus[instance_id].append(dims)
 
-        requests: list[MetricRequest] = []
+        start, end = daily_bounds(window)
+        verdicts: dict[str, Verdict] = {}
+        for resource, results in stream_metric_data(
+            self._cloudwatch, self._groups(resources, gpus), start, end
+        ):
+            if gpus[resource.ref.id]:
+                verdict = self._gpu_verdict(resource, results, window, now)
+            else:
+                cpu, net_in, net_out = results
+                verdict = self._fallback_verdict(resource, cpu, net_in, net_out, window, now)
+            verdicts[resource.ref.key] = verdict
+        return {resource.ref.key: verdicts[resource.ref.key] for resource in resources}
+
+    @staticmethod
+    def _groups(
+        resources: Sequence[Resource], gpus: Mapping[str, Sequence[Dimensions]]
+    ) -> Iterator[tuple[Resource, list[MetricRequest]]]:
+        """One group per instance (its GPUs, or its CPU + network), so each one's series share
+        a GetMetricData call and are reduced to its verdict as soon as that call is answered."""
+        seen: set[str] = set()
         for resource in resources:
+            if resource.ref.key in seen:
+                continue
+            seen.add(resource.ref.key)
             instance_id = resource.ref.id
             if gpus[instance_id]:
-                requests.extend(
-                    MetricRequest(f"gpu|{instance_id}|{i}", GPU_NAMESPACE, GPU_METRIC, d, "Maximum")
-                    for i, d in enumerate(gpus[instance_id])
+                yield (
+                    resource,
+                    [
+                        MetricRequest(
+                            f"gpu|{instance_id}|{i}", GPU_NAMESPACE, GPU_METRIC, d, "Maximum"
+                        )
+                        for i, d in enumerate(gpus[instance_id])
+                    ],
                 )
                 continue
             one: Dimensions = (("InstanceId", instance_id),)
-            requests += [
-                MetricRequest(
-                    f"cpu|{instance_id}", EC2_NAMESPACE, "CPUUtilization", one, "Maximum"
-                ),
-                MetricRequest(f"in|{instance_id}", EC2_NAMESPACE, "NetworkIn", one, "Sum"),
-                MetricRequest(f"out|{instance_id}", EC2_NAMESPACE, "NetworkOut", one, "Sum"),
-            ]
-        start, end = daily_bounds(window)
-        results = get_metric_data(self._cloudwatch, requests, start, end)
-
-        verdicts: dict[str, Verdict] = {}
-        for resource in resources:
-            instance_id = resource.ref.id
-            if gpus[instance_id]:
-                series = [results[f"gpu|{instance_id}|{i}"] for i in range(len(gpus[instance_id]))]
-                verdicts[resource.ref.key] = self._gpu_verdict(resource, series, window, now)
-            else:
-                verdicts[resource.ref.key] = self._fallback_verdict(
-                    resource,
-                    results[f"cpu|{instance_id}"],
-                    results[f"in|{instance_id}"],
-                    results[f"out|{instance_id}"],
-                    window,
-                    now,
-                )
-        return verdicts
+            yield (
+                resource,
+                [
+                    MetricRequest(
+                        f"cpu|{instance_id}", EC2_NAMESPACE, "CPUUtilization", one, "Maximum"
+                    ),
+                    MetricRequest(f"in|{instance_id}", EC2_NAMESPACE, "NetworkIn", one, "Sum"),
+                    MetricRequest(f"out|{instance_id}", EC2_NAMESPACE, "NetworkOut", one, "Sum"),
+                ],
+            )
 
     def _gpu_verdict(
         self, resource: Resource, series: Sequence[MetricResult], window: Window, now: datetime

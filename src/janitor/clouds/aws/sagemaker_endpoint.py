@@ -1,13 +1,15 @@
 """aws.sagemaker-endpoint: real-time SageMaker endpoints, judged by their invocations.
 
 * scan: ListEndpoints (100 per page) and tags in bulk (Resource Groups Tagging API).
-* describe (action candidates only): DescribeEndpoint + DescribeEndpointConfig per endpoint, for
-  the instance type and count of every production variant.
+* describe (action candidates only): DescribeEndpoint per endpoint, DescribeEndpointConfig once
+  per config name, 8 at a time, for the instance type and count of every production variant.
 * usage: one ListMetrics pass for `AWS/SageMaker` `Invocations` in the region, keeping the series
   whose dimensions are exactly EndpointName + VariantName, then GetMetricData `Sum` per day for
-  every (endpoint, variant) at once, 500 series per call. A day is active when the sum across the
-  endpoint's variants is above `invocations_per_day`; the endpoint is idle only when every
-  variant is. No metric, no datapoint, stale metrics or an error mean unknown.
+  every (endpoint, variant) at once, 500 series per call, an endpoint's variants in the same
+  call; each call's points are reduced to verdicts before the next call is made, so memory does
+  not grow with the region's datapoints. A day is active when the sum across the endpoint's
+  variants is above `invocations_per_day`; the endpoint is idle only when every variant is. No
+  metric, no datapoint, stale metrics or an error mean unknown.
 * stop: record the endpoint config (as CreateEndpointConfig arguments) and both sets of tags,
   then delete the endpoint; the config is kept. restore: recreate the config if it is gone, then
   the endpoint.
@@ -16,7 +18,9 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +45,7 @@ METRIC = "Invocations"
 DIMENSION_NAMES = frozenset({"EndpointName", "VariantName"})
 TAG_RESOURCE_TYPE = "sagemaker:endpoint"
 DAY = timedelta(days=1)
+DESCRIBE_WORKERS = 8  # concurrent DescribeEndpoint calls; the client pools 32 connections
 _SOURCE = "Sum per day, AWS/SageMaker Invocations"
 
 
@@ -75,6 +80,40 @@ def _user_tags(tags: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
 
 
 # -- scanner ---------------------------------------------------------------------------------
+
+
+class _ConfigCache:
+    """DescribeEndpointConfig once per config name, shared by the threads of one describe().
+
+    The first thread to ask for a name makes the call; the others wait for its answer. None
+    when the config is gone; any other error is raised to every thread that asks.
+    """
+
+    def __init__(self, sagemaker: SageMakerClient) -> None:
+        self._sagemaker = sagemaker
+        self._lock = threading.Lock()
+        self._answers: dict[str, Future[Mapping[str, Any] | None]] = {}
+
+    def get(self, name: str) -> Mapping[str, Any] | None:
+        with self._lock:
+            answer = self._answers.get(name)
+            first = answer is None
+            if answer is None:
+                answer = self._answers[name] = Future()
+        if first:
+            try:
+                answer.set_result(self._fetch(name))
+            except Exception as exc:  # noqa: BLE001 - raised to every thread that asks for it
+                answer.set_exception(exc)
+        return answer.result()
+
+    def _fetch(self, name: str) -> Mapping[str, Any] | None:
+        try:
+            return self._sagemaker.describe_endpoint_config(EndpointConfigName=name)
+        except ClientError as exc:
+            if _is_not_found(exc):
+                return None
+            raise
 
 
 class EndpointScanner:
@@ -115,9 +154,24 @@ class EndpointScanner:
             )
 
     def describe(self, resources: Sequence[Resource]) -> list[Resource]:
-        return [self._describe_one(resource) for resource in resources]
+        """Each resource with its variants filled in, in input order; a vanished endpoint is
+        returned unchanged. DescribeEndpoint runs in a few threads at once (a boto3 client is
+        thread-safe); DescribeEndpointConfig is asked once per config name. The first error, in
+        input order, is raised once the calls already under way have finished."""
+        if not resources:
+            return []
+        configs = _ConfigCache(self._sagemaker)
+        workers = min(DESCRIBE_WORKERS, len(resources))
+        if workers == 1:
+            return [self._describe_one(resource, configs) for resource in resources]
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="janitor-describe-endpoint")
+        try:
+            futures = [pool.submit(self._describe_one, r, configs) for r in resources]
+            return [future.result() for future in futures]
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
-    def _describe_one(self, resource: Resource) -> Resource:
+    def _describe_one(self, resource: Resource, configs: _ConfigCache) -> Resource:
         try:
             endpoint = self._sagemaker.describe_endpoint(EndpointName=resource.name)
         except ClientError as exc:
@@ -125,13 +179,10 @@ class EndpointScanner:
                 return resource
             raise
         config_name = endpoint["EndpointConfigName"]
-        config_variants: dict[str, Any] = {}
-        try:
-            config = self._sagemaker.describe_endpoint_config(EndpointConfigName=config_name)
-            config_variants = {v["VariantName"]: v for v in config.get("ProductionVariants", [])}
-        except ClientError as exc:
-            if not _is_not_found(exc):
-                raise
+        config = configs.get(config_name)
+        config_variants: dict[str, Any] = {
+            v["VariantName"]: v for v in (config or {}).get("ProductionVariants", [])
+        }
         live = {v["VariantName"]: v for v in endpoint.get("ProductionVariants", [])}
         variants: list[dict[str, Any]] = []
         for name in list(live) + [n for n in config_variants if n not in live]:
@@ -192,37 +243,48 @@ class EndpointProbe:
             endpoint_name = dict(dims)["EndpointName"]
             series_by_endpoint.setdefault(endpoint_name.lower(), []).append(dims)
 
-        requests: list[cloudwatch.MetricRequest] = []
-        variants_of: dict[str, list[tuple[str, str]]] = {}  # ref.key -> [(variant, request key)]
-        for resource in resources:
-            if resource.ref.key in variants_of:
-                continue  # the same endpoint twice: one set of queries serves both
-            variants_of[resource.ref.key] = []
-            for index, dims in enumerate(series_by_endpoint.get(resource.name.lower(), [])):
-                variant = dict(dims)["VariantName"]
-                key = f"{resource.ref.key}|{index}"
-                variants_of[resource.ref.key].append((variant, key))
-                requests.append(cloudwatch.MetricRequest(key, NAMESPACE, METRIC, dims, "Sum"))
-
         start, end = cloudwatch.daily_bounds(window)
-        results = cloudwatch.get_metric_data(self._cw, requests, start, end) if requests else {}
-        return {
-            resource.ref.key: self._verdict(
-                resource, variants_of.get(resource.ref.key, []), results, window, start, end, now
+        verdicts: dict[str, Verdict] = {}
+        queried: dict[str, tuple[Resource, list[cloudwatch.Dimensions]]] = {}
+        for resource in resources:
+            key = resource.ref.key
+            if key in verdicts or key in queried:
+                continue  # the same endpoint twice: one set of queries serves both
+            if series := series_by_endpoint.get(resource.name.lower()):
+                queried[key] = (resource, series)
+            else:
+                verdicts[key] = self._verdict(resource, (), (), window, start, end, now)
+        # One group per endpoint, so its variants share a GetMetricData call; each call's
+        # points are reduced to verdicts, then dropped, before the next call is made.
+        groups = (
+            (
+                (resource, tuple(dict(dims)["VariantName"] for dims in series)),
+                [
+                    cloudwatch.MetricRequest(f"{key}|{index}", NAMESPACE, METRIC, dims, "Sum")
+                    for index, dims in enumerate(series)
+                ],
             )
-            for resource in resources
-        }
+            for key, (resource, series) in queried.items()
+        )
+        for (resource, variants), results in cloudwatch.stream_metric_data(
+            self._cw, groups, start, end
+        ):
+            verdicts[resource.ref.key] = self._verdict(
+                resource, variants, results, window, start, end, now
+            )
+        return {resource.ref.key: verdicts[resource.ref.key] for resource in resources}
 
     def _verdict(
         self,
         resource: Resource,
-        variants: list[tuple[str, str]],
-        results: Mapping[str, cloudwatch.MetricResult],
+        variants: Sequence[str],
+        results: Sequence[cloudwatch.MetricResult],
         window: Window,
         start: datetime,
         end: datetime,
         now: datetime,
     ) -> Verdict:
+        """The verdict from the endpoint's listed series: `variants[i]` is read by `results[i]`."""
         ref = resource.ref
         if not variants:
             return Verdict.unknown(
@@ -230,7 +292,7 @@ class EndpointProbe:
                 f"no {NAMESPACE} {METRIC} metric with exactly EndpointName + VariantName "
                 f"is listed for endpoint {resource.name}",
             )
-        listed = {variant for variant, _ in variants}
+        listed = set(variants)
         known = {
             str(v["name"]) for v in resource.details.get("variants", ()) if isinstance(v, Mapping)
         }
@@ -239,15 +301,15 @@ class EndpointProbe:
                 ref, f"variant(s) {', '.join(missing)} publish no {NAMESPACE} {METRIC} metric"
             )
         daily: dict[datetime, float] = {}
-        for variant, key in variants:
-            result = results.get(key)
-            if result is None or not result.ok:
-                why = result.error if result is not None else "no result returned"
-                return Verdict.unknown(ref, f"{METRIC} for variant {variant} unreadable: {why}")
+        for variant, result in zip(variants, results, strict=True):
+            if not result.ok:
+                return Verdict.unknown(
+                    ref, f"{METRIC} for variant {variant} unreadable: {result.error}"
+                )
             for ts, value in result.points:
                 if start <= ts < end:
                     daily[ts] = daily.get(ts, 0.0) + value
-        n_variants = _plural(len({variant for variant, _ in variants}), "variant")
+        n_variants = _plural(len(listed), "variant")
         if not daily:
             return Verdict.unknown(
                 ref,
