@@ -11,65 +11,18 @@ import os
 import sqlite3
 import subprocess
 import sys
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import boto3
 import pytest
+from tests.e2e.conftest import Fleet, by_name, run_json
 
 from janitor import cli
 from janitor.state import open_store
 
-if TYPE_CHECKING:
-    from janitor.devserver.aws import AwsDevServer
-
 pytestmark = pytest.mark.e2e
-
-MUTATING = ("Create", "Delete", "Stop", "Start", "Update", "Put", "Add", "Tag", "Untag")
-
-
-@dataclass
-class Fleet:
-    server: AwsDevServer
-    now: datetime
-    state: Path
-
-    def as_of(self, day: int) -> str:
-        return (self.now + timedelta(days=day, hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-    def mutating_calls(self) -> dict[str, int]:
-        return {
-            op: n
-            for op, n in self.server.calls.items()
-            if op.rsplit(".", 1)[-1].startswith(MUTATING)
-        }
-
-
-@pytest.fixture
-def fleet(aws_env: AwsDevServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Fleet:
-    from janitor.devserver.fleet import demo_fleet, seed_fleet
-
-    now = datetime.now(UTC).replace(microsecond=0)
-    seed_fleet(aws_env, demo_fleet("us-east-1"), now)
-    aws_env.reset_calls()
-    state = tmp_path / "state.db"
-    monkeypatch.setenv("JANITOR_STATE_URL", f"sqlite:///{state}")
-    monkeypatch.setenv("JANITOR_REGIONS", "us-east-1")
-    monkeypatch.delenv("JANITOR_POLICY", raising=False)
-    monkeypatch.delenv("JANITOR_KILL_SWITCH", raising=False)
-    return Fleet(aws_env, now, state)
-
-
-def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, Any]]:
-    code = cli.main([*args, "--format", "json"])
-    out = capsys.readouterr().out
-    return code, json.loads(out)
-
-
-def by_name(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {f["name"]: f for f in report["findings"]}
 
 
 def sagemaker() -> Any:

@@ -113,6 +113,12 @@ def _error(exc: Exception) -> str:
     return type(exc).__name__
 
 
+def _network_error(exc: OSError) -> str:
+    reason = getattr(exc, "reason", None) or exc
+    text = str(reason).strip().splitlines()
+    return f"Slack unreachable: {text[0] if text else type(exc).__name__}"
+
+
 class OwnerDirectory:
     """Finds owners in Slack, once per run: by email, user id or #channel."""
 
@@ -144,6 +150,8 @@ class OwnerDirectory:
                     return users
         except SlackApiError as exc:
             raise SlackLookupError(f"users.list: {_error(exc)}") from None
+        except OSError as exc:
+            raise SlackLookupError(f"users.list: {_network_error(exc)}") from None
 
     def resolve(self, owner: str | None) -> Recipient:
         if not owner or not owner.strip():
@@ -192,6 +200,8 @@ class OwnerDirectory:
             if _error(exc) == missing:
                 return Recipient(None, UTC, reason)
             raise SlackLookupError(f"{method}: {_error(exc)}") from None
+        except OSError as exc:  # unreachable after the retries (URLError, timeouts)
+            raise SlackLookupError(f"{method}: {_network_error(exc)}") from None
         return self._user(answer["user"], owner)
 
     @staticmethod
@@ -271,8 +281,8 @@ class SlackNotifier:
                 )
             except SlackApiError as exc:
                 return Delivery(False, channel, f"chat.postMessage: {_error(exc)}")
-            except OSError as exc:  # connection refused after the retries
-                return Delivery(False, channel, f"chat.postMessage: {type(exc).__name__}")
+            except OSError as exc:  # unreachable after the retries
+                return Delivery(False, channel, f"chat.postMessage: {_network_error(exc)}")
             if not answer.get("ok"):
                 return Delivery(False, channel, f"chat.postMessage: {answer.get('error')}")
             self.sent.append((channel, message))
@@ -306,7 +316,7 @@ class SlackWebhookNotifier:
             try:
                 answer = self._client.send(text=message.text, blocks=message.blocks)
             except OSError as exc:
-                return Delivery(False, "slack-webhook", type(exc).__name__)
+                return Delivery(False, "slack-webhook", _network_error(exc))
             if answer.status_code != 200:
                 return Delivery(False, "slack-webhook", f"HTTP {answer.status_code}: {answer.body}")
         return Delivery(True, "slack-webhook")
