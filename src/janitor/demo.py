@@ -1,24 +1,46 @@
 """`janitor demo`: the whole product on this machine, with no cloud account and no network.
 
-Starts the AWS emulator (moto in server mode, on 127.0.0.1) in this process, seeds a realistic
-ML fleet with histories in the past, shows the dry-run report, then plays the lifecycle over
-simulated days with `--as-of`: notices, warnings, stops, and a restore.
+Starts the AWS emulator (moto in server mode) and a local Slack Web API server, both on
+127.0.0.1 in this process, seeds a realistic ML fleet with histories in the past, shows the
+dry-run report, then plays the lifecycle over simulated days with `--as-of`: notices, warnings
+and stops as the Slack messages owners receive, and a restore.
 """
 
 from __future__ import annotations
 
+import csv
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
+from rich.panel import Panel
 from rich.rule import Rule as RichRule
 
 from janitor import cli
 
+if TYPE_CHECKING:
+    from janitor.devserver.slack import Received, SlackUser
+
 DEMO_REGION = "us-east-1"
+DEMO_SLACK_TOKEN = "xoxb-demo-token"  # the local server's own; nothing real
+FALLBACK_CHANNEL = "#ml-spend"
+
+
+def demo_slack_users() -> tuple[SlackUser, ...]:
+    """The demo team in Slack: alice, bob and carol; dave has no Slack account."""
+    from janitor.devserver.slack import SlackUser
+
+    return (
+        SlackUser("U0000000002", "alice@example.com", "alice", "Alice Example", "Europe/London"),
+        SlackUser("U0000000003", "bob@example.com", "bob", "Bob Example", "America/Los_Angeles"),
+        SlackUser("U0000000004", "carol@example.com", "carol", "Carol Example", "Asia/Tokyo"),
+    )
 
 
 @contextmanager
@@ -43,26 +65,37 @@ def run_demo(days: int = 10) -> int:
     try:
         from janitor.devserver.aws import AwsDevServer
         from janitor.devserver.fleet import demo_fleet, seed_fleet
+        from janitor.devserver.slack import SlackDevServer
     except ImportError as exc:
         print(f"janitor demo needs the emulator extras: pip install 'janitor[demo]' ({exc})")
         return cli.EXIT_USAGE
 
     console = Console(highlight=False)
     now = datetime.now(UTC).replace(microsecond=0)
-    with tempfile.TemporaryDirectory(prefix="janitor-demo-") as tmp, AwsDevServer() as server:
+    users = demo_slack_users()
+    with (
+        tempfile.TemporaryDirectory(prefix="janitor-demo-") as tmp,
+        AwsDevServer() as server,
+        SlackDevServer(token=DEMO_SLACK_TOKEN, users=users) as slack,
+    ):
         env = {
             **server.env(DEMO_REGION),
             "JANITOR_STATE_URL": f"sqlite:///{tmp}/state.db",
             "JANITOR_REGIONS": DEMO_REGION,
             "JANITOR_POLICY": "",
             "JANITOR_KILL_SWITCH": "",
+            "SLACK_BOT_TOKEN": DEMO_SLACK_TOKEN,
+            "JANITOR_SLACK_API_URL": slack.url,
+            "JANITOR_SLACK_FALLBACK_CHANNEL": FALLBACK_CHANNEL,
+            "JANITOR_SLACK_WEBHOOK_URL": "",
         }
         with _environment(env):
             console.print(RichRule("janitor demo"))
             console.print(
-                f"AWS emulator (moto, server mode) at {server.url}; state in a temporary SQLite "
-                "file; the embedded default policy (notice at 30 idle days, warning at 53, "
-                "stop at 60)."
+                f"AWS emulator (moto, server mode) at {server.url}; a local Slack Web API "
+                f"server at {slack.url} (alice, bob and carol are in Slack, dave is not; "
+                f"fallback channel {FALLBACK_CHANNEL}); state in a temporary SQLite file; the "
+                "embedded default policy (notice at 30 idle days, warning at 53, stop at 60)."
             )
             fleet = demo_fleet(DEMO_REGION)
             seed_fleet(server, fleet, now)
@@ -82,27 +115,22 @@ def run_demo(days: int = 10) -> int:
             cli.main(["run", "--format", "markdown", "--output", f"{tmp}/dry.md"])
             writes = sum(n for op, n in server.calls.items() if _mutating(op))
             console.print(
-                f"(report written to a file; {sum(server.calls.values())} API calls, "
-                f"{writes} of them mutating)\n"
+                f"(report written to a file; {sum(server.calls.values())} AWS API calls, "
+                f"{writes} of them mutating; {len(slack.messages())} Slack messages)\n"
             )
 
             console.print(RichRule(f"3. The lifecycle over {days} simulated days"))
             for day in range(days + 1):
                 as_of = _iso(now + timedelta(days=day, hours=1))
                 console.print(f"\n[bold]day {day}[/bold]  $ janitor run --apply --as-of {as_of}")
+                slack.clear()
+                report = f"{tmp}/day{day}.csv"
                 cli.main(
-                    [
-                        "run",
-                        "--apply",
-                        "--as-of",
-                        as_of,
-                        "--format",
-                        "csv",
-                        "--output",
-                        f"{tmp}/day{day}.csv",
-                    ]
+                    ["run", "--apply", "--as-of", as_of, "--format", "csv", "--output", report]
                 )
-                console.print(_day_summary(f"{tmp}/day{day}.csv"))
+                console.print(_day_summary(report))
+                for message in slack.messages():
+                    console.print(slack_panel(message, users))
 
             console.print(RichRule("4. Undo a stop: janitor restore"))
             console.print("$ janitor restore llm-summarizer-canary")
@@ -118,14 +146,40 @@ def run_demo(days: int = 10) -> int:
     return cli.EXIT_OK
 
 
+def slack_panel(message: Received, users: tuple[SlackUser, ...]) -> Panel:
+    """A message the local Slack server received, drawn roughly as Slack shows it."""
+    channel = str(message.params.get("channel", ""))
+    user = next((u for u in users if u.id == channel), None)
+    title = f"Slack: DM to {user.real_name} ({user.tz})" if user else f"Slack: {channel}"
+    lines: list[str] = []
+    blocks: Any = message.params.get("blocks") or []
+    for block in blocks if isinstance(blocks, list) else []:
+        if block.get("type") == "header":
+            lines.append(f"[bold]{_plain(block['text']['text'])}[/bold]")
+        elif block.get("type") == "section":
+            lines.append(_plain(block["text"]["text"]))
+        elif block.get("type") == "context":
+            text = " ".join(_plain(e.get("text", "")) for e in block["elements"])
+            lines.append(f"[dim]{text}[/dim]")
+    body = "\n".join(lines) or _plain(str(message.params.get("text", "")))
+    return Panel(body, title=escape(title), title_align="left", width=110)
+
+
+def _plain(mrkdwn: str) -> str:
+    """Slack mrkdwn to terminal text: drop the emphasis marks, undo Slack's escaping."""
+    text = re.sub(r"[*`]", "", mrkdwn)
+    text = re.sub(r"(?m)^_(.*)_$", r"\1", text)  # a line in italics
+    text = re.sub(r":[a-z_]+: ", "", text)  # emoji short codes
+    text = text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    return escape(text)
+
+
 def _mutating(operation: str) -> bool:
     verb = operation.rsplit(".", 1)[-1]
     return verb.startswith(("Create", "Delete", "Stop", "Start", "Update", "Put", "Add", "Tag"))
 
 
 def _day_summary(csv_path: str) -> str:
-    import csv
-
     with open(csv_path, encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     parts = []
