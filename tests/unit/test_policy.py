@@ -54,7 +54,7 @@ def test_default_policy_parses_with_three_aws_kinds() -> None:
         assert rule.exempt_tag == "janitor-exempt"
     assert policy.state_url is None
     assert policy.aws.regions == ()
-    assert policy.notifier.type == "console"
+    assert policy.notifier.type == "auto"  # Slack when configured, else the console
     assert policy.max_stops_per_run == 25
 
 
