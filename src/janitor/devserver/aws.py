@@ -30,14 +30,14 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
+from janitor.devserver.background import BackgroundServer, Serving
 from janitor.model import require_aware
 
 if TYPE_CHECKING:
-    from werkzeug.serving import BaseWSGIServer
+    pass
 
 ACCOUNT_ID = "123456789012"  # moto's default account: what STS GetCallerIdentity answers
 NOTEBOOK_RESOURCE_TYPE = "AWS::SageMaker::NotebookInstance"
@@ -310,10 +310,11 @@ _STATUS_TEXT = {
 }
 
 
-class AwsDevServer:
+class AwsDevServer(BackgroundServer[Serving]):
     """moto in server mode on 127.0.0.1, in-process, plus what moto lacks."""
 
     def __init__(self, port: int = 0, host: str = "127.0.0.1") -> None:
+        super().__init__()
         self._host = host
         self._port = port
         self._lock = threading.Lock()
@@ -321,8 +322,6 @@ class AwsDevServer:
         self._faults: dict[str, deque[_Fault]] = {}
         self._events: list[_TrailEvent] = []
         self._seq = 0
-        self._server: BaseWSGIServer | None = None
-        self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -341,38 +340,11 @@ class AwsDevServer:
             threaded=True,
             request_handler=handler,
         )
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, name=f"aws-devserver:{server.server_port}", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        server, thread = self._server, self._thread
-        self._server = self._thread = None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if thread is not None:
-            thread.join(timeout=10)
-
-    def __enter__(self) -> AwsDevServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        self._serve(server, "aws-devserver")
 
     @property
     def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("AwsDevServer is not started")
-        return f"http://{self._host}:{self._server.server_port}"
+        return f"http://{self._host}:{self._port_in_use()}"
 
     def env(self, region: str = "us-east-1") -> dict[str, str]:
         """Environment variables pointing boto3 (and the janitor CLI) at this server only.

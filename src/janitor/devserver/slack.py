@@ -44,10 +44,11 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from janitor.devserver.background import BackgroundServer
 
 TEAM_ID = "T0000000001"
 TEAM_NAME = "Janitor Dev"
@@ -159,7 +160,7 @@ class _SlackError(Exception):
 _Method = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-class SlackDevServer:
+class SlackDevServer(BackgroundServer["ThreadingHTTPServer"]):
     """The Slack Web API methods janitor uses and an incoming webhook, on 127.0.0.1."""
 
     def __init__(
@@ -172,6 +173,7 @@ class SlackDevServer:
     ) -> None:
         """`known_channels`: the channel names (with or without "#") that exist; posting to
         another name answers `channel_not_found`. None: every name exists."""
+        super().__init__()
         self._token = token
         self._port = port
         self._known_channels = (
@@ -186,8 +188,6 @@ class SlackDevServer:
         self._faults: dict[str, deque[_Fault]] = {}
         self._outage: int | None = None
         self._last_ts = 0
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self._methods: dict[str, _Method] = {
             "auth.test": self._auth_test,
             "chat.postMessage": self._post_message,
@@ -206,35 +206,7 @@ class SlackDevServer:
             return
         server = ThreadingHTTPServer(("127.0.0.1", self._port), _handler_for(self))
         server.daemon_threads = True
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.02},
-            name=f"slack-devserver:{server.server_port}",
-            daemon=True,
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        server, thread = self._server, self._thread
-        self._server = self._thread = None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if thread is not None:
-            thread.join(timeout=10)
-
-    def __enter__(self) -> SlackDevServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        self._serve(server, "slack-devserver", poll_interval=0.02)
 
     @property
     def url(self) -> str:
@@ -250,9 +222,7 @@ class SlackDevServer:
         return self._token
 
     def _root(self) -> str:
-        if self._server is None:
-            raise RuntimeError("SlackDevServer is not started")
-        return f"http://127.0.0.1:{self._server.server_port}"
+        return f"http://127.0.0.1:{self._port_in_use()}"
 
     # -- seeding -----------------------------------------------------------------------------
 
