@@ -49,3 +49,11 @@ def test_the_default_policy_turns_on_every_kind() -> None:
     assert (ROOT / "policies/default.yaml").read_text() == (
         ROOT / "src/janitor/data/default.yaml"
     ).read_text()
+
+
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "policies/examples").glob("*.yaml")), ids=lambda p: p.name
+)
+def test_every_example_policy_is_valid(path: Path) -> None:
+    policy = load_policy(path, env={})
+    assert policy.rules
