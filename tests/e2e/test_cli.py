@@ -397,3 +397,19 @@ def test_no_credentials_for_accounts_the_policy_names_is_an_error(tmp_path: Path
     assert report["skipped"] == []
     assert [e["scope"] for e in report["errors"]] == ["research"]
     assert "no AWS credentials found" in report["errors"][0]["message"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [[], ["frobnicate"], ["restore"], ["scan", "--format", "yaml"], ["run", "--apply", "now"]],
+    ids=["no-command", "unknown-command", "restore-without-name", "bad-format", "stray-arg"],
+)
+def test_bad_usage_exits_2_with_a_usage_line(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: janitor")
+    assert "Traceback" not in err
