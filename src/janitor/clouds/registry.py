@@ -14,7 +14,10 @@ _SPECS: tuple[KindSpec, ...] = (
         title="SageMaker real-time endpoint",
         evidence=(
             "CloudWatch AWS/SageMaker Invocations, Sum per day, per EndpointName + VariantName "
-            "(the exact dimension set); all variants must be idle"
+            "(the exact dimension set); all variants must be idle. Heartbeat: /aws/sagemaker/"
+            "Endpoints CPUUtilization, SampleCount per day; a day with a heartbeat but no "
+            "Invocations datapoint has no traffic, and with no Invocations datapoint at all an "
+            "unbroken, fresh heartbeat alone makes the endpoint idle (medium confidence)"
         ),
         confidence=Confidence.HIGH,
         action="delete",

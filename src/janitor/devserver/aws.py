@@ -319,7 +319,7 @@ class AwsDevServer(BackgroundServer[Serving]):
         self._port = port
         self._lock = threading.Lock()
         self._calls: Counter[str] = Counter()
-        self._faults: dict[str, deque[_Fault]] = {}
+        self._faults: dict[str, deque[_Fault | None]] = {}  # None: let that request through
         self._events: list[_TrailEvent] = []
         self._seq = 0
 
@@ -384,9 +384,16 @@ class AwsDevServer(BackgroundServer[Serving]):
         self._add_faults(operation, times, _Fault(None, 400, "Rate exceeded"))
 
     def fail(
-        self, operation: str, times: int, code: str = "AccessDeniedException", status: int = 400
+        self,
+        operation: str,
+        times: int,
+        code: str = "AccessDeniedException",
+        status: int = 400,
+        *,
+        after: int = 0,
     ) -> None:
-        """The next `times` requests of `operation` fail with `code` before reaching moto."""
+        """The next `times` requests of `operation` fail with `code` before reaching moto;
+        with `after`, only once that many requests of it went through first."""
         service, _, action = operation.partition(".")
         message = (
             f"User: arn:aws:iam::{ACCOUNT_ID}:user/testing is not authorized to perform: "
@@ -394,13 +401,13 @@ class AwsDevServer(BackgroundServer[Serving]):
             if "denied" in code.lower()
             else f"{code} (injected by AwsDevServer)"
         )
-        self._add_faults(operation, times, _Fault(code, status, message))
+        self._add_faults(operation, times, _Fault(code, status, message), after=after)
 
-    def _add_faults(self, operation: str, times: int, fault: _Fault) -> None:
+    def _add_faults(self, operation: str, times: int, fault: _Fault, *, after: int = 0) -> None:
         if "." not in operation:
             raise ValueError(f"operation must look like 'service.Operation', got {operation!r}")
         with self._lock:
-            self._faults.setdefault(operation, deque()).extend([fault] * times)
+            self._faults.setdefault(operation, deque()).extend([None] * after + [fault] * times)
 
     def add_cloudtrail_event(
         self,

@@ -18,7 +18,7 @@ from janitor.clouds.aws.session import AwsScope
 from janitor.clouds.base import KindHandlers
 from janitor.devserver.aws import ACCOUNT_ID, AwsDevServer
 from janitor.devserver.timetravel import at, put_daily_metric
-from janitor.model import Cloud, Resource, ResourceRef, Status, StopOutcome, Window
+from janitor.model import Cloud, Confidence, Resource, ResourceRef, Status, StopOutcome, Window
 from janitor.policy import Rule
 
 pytestmark = pytest.mark.integration
@@ -109,6 +109,25 @@ def invocations(
         "Invocations",
         dims,
         [(NOW - timedelta(days=days), value) for days, value in sorted(by_days_ago.items())],
+    )
+
+
+def heartbeat(
+    cloudwatch: Any, endpoint: str, days_ago: Sequence[int], *, variant: str = "AllTraffic"
+) -> None:
+    """CPUUtilization of the endpoint's instances (the heartbeat) on each of `days_ago`, at
+    noon; a few samples a day, as instance metrics arrive every minute."""
+    dims = {"EndpointName": endpoint, "VariantName": variant}
+    put_daily_metric(
+        cloudwatch,
+        "/aws/sagemaker/Endpoints",
+        "CPUUtilization",
+        dims,
+        [
+            (NOW - timedelta(days=days, minutes=minute), 3.0)
+            for days in sorted(days_ago)
+            for minute in (0, 1, 2)
+        ],
     )
 
 
@@ -449,6 +468,151 @@ def test_unknown_when_get_metric_data_is_denied(scope: ScopeFactory, aws_env: Aw
     assert "AccessDenied" in verdict.evidence
 
 
+# -- usage: the /aws/sagemaker/Endpoints heartbeat when Invocations are absent ----------------
+
+
+def test_heartbeat_only_is_idle_with_medium_confidence_since_the_window_start(
+    scope: ScopeFactory,
+) -> None:
+    heartbeat(scope().client("cloudwatch"), "ep", range(40))
+    ep = resource("ep")
+
+    verdict = usage(scope, [ep])[ep.ref.key]
+
+    assert verdict.status is Status.IDLE
+    assert verdict.confidence is Confidence.MEDIUM
+    assert verdict.idle_since == WINDOW.start  # heartbeat before the window: the window start
+    assert verdict.last_activity is None
+    assert verdict.evidence == (
+        "no invocations recorded since 2026-08-31 while its instances reported CPUUtilization "
+        "every day (AWS/SageMaker Invocations absent; /aws/sagemaker/Endpoints heartbeat)"
+    )
+
+
+def test_heartbeat_only_is_idle_since_the_first_heartbeat_day(scope: ScopeFactory) -> None:
+    cloudwatch = scope().client("cloudwatch")
+    heartbeat(cloudwatch, "ep-late", range(20))  # metrics from 2026-09-11 on
+    heartbeat(cloudwatch, "ep-gap", [*range(12), *range(15, 30)])  # none on 09-16..09-18
+    created = NOW - timedelta(days=8, hours=3)
+    heartbeat(cloudwatch, "ep-new", range(9))
+    late, gap, new = resource("ep-late"), resource("ep-gap"), resource("ep-new", created=created)
+
+    verdicts = usage(scope, [late, gap, new])
+
+    assert {v.confidence for v in verdicts.values()} == {Confidence.MEDIUM}
+    assert verdicts[late.ref.key].idle_since == TODAY - timedelta(days=19)
+    assert "since 2026-09-11 while" in verdicts[late.ref.key].evidence
+    # a day without heartbeat breaks the run: the streak starts after the gap
+    assert verdicts[gap.ref.key].idle_since == TODAY - timedelta(days=11)
+    # never before the endpoint's creation
+    assert verdicts[new.ref.key].status is Status.IDLE
+    assert verdicts[new.ref.key].idle_since == created
+
+
+def test_stale_heartbeat_is_unknown(scope: ScopeFactory) -> None:
+    heartbeat(scope().client("cloudwatch"), "ep", range(5, 30))
+    ep = resource("ep")
+
+    verdict = usage(scope, [ep])[ep.ref.key]
+
+    assert verdict.status is Status.UNKNOWN
+    assert verdict.evidence.startswith("no Invocations datapoints")
+    assert "heartbeat stopped arriving: newest datapoint on 2026-09-25" in verdict.evidence
+
+
+def test_heartbeat_days_without_invocations_count_as_zero_days(scope: ScopeFactory) -> None:
+    cloudwatch = scope().client("cloudwatch")
+    # Invocations only on the days with traffic, as when SageMaker publishes no zeros
+    invocations(cloudwatch, "ep", {25: 7.0, 10: 42.0})
+    heartbeat(cloudwatch, "ep", range(30))
+    invocations(cloudwatch, "ep-busy", {20: 3.0, 1: 5.0})
+    heartbeat(cloudwatch, "ep-busy", range(30))
+    invocations(cloudwatch, "ep-stale", {20: 3.0})  # no heartbeat: the newest day is stale
+    ep, busy, stale = resource("ep"), resource("ep-busy"), resource("ep-stale")
+
+    verdicts = usage(scope, [ep, busy, stale])
+
+    verdict = verdicts[ep.ref.key]
+    assert verdict.status is Status.IDLE
+    assert verdict.confidence is Confidence.HIGH
+    last_day_end = TODAY - timedelta(days=9)
+    assert verdict.idle_since == verdict.last_activity == last_day_end
+    assert verdict.evidence == (
+        "0 invocations across 1 variant since 2026-09-21 (Sum per day, AWS/SageMaker Invocations)"
+    )
+    # a newest day of heartbeat only is a zero day: not active, idle since the last traffic
+    assert verdicts[busy.ref.key].status is Status.IDLE
+    assert verdicts[busy.ref.key].idle_since == TODAY
+    assert verdicts[stale.ref.key].status is Status.UNKNOWN
+    assert "stopped arriving" in verdicts[stale.ref.key].evidence
+
+
+def test_an_endpoint_found_only_through_its_heartbeat(
+    scope: ScopeFactory, aws_env: AwsDevServer
+) -> None:
+    cloudwatch = scope().client("cloudwatch")
+    invocations(cloudwatch, "ep-a", zeros(30))
+    heartbeat(cloudwatch, "ep-a", range(30))
+    heartbeat(cloudwatch, "ep-b", range(30))
+    heartbeat(cloudwatch, "ep-c", range(30), variant="blue")  # blue's Invocations are absent
+    invocations(cloudwatch, "ep-c", {**zeros(30), 0: 4.0}, variant="green")
+    variants = (
+        {"name": "blue", "instance_type": "ml.m5.large", "count": 1},
+        {"name": "green", "instance_type": "ml.m5.large", "count": 1},
+    )
+    a, b, c = resource("ep-a"), resource("ep-b"), resource("ep-c", variants=variants)
+    aws_env.reset_calls()
+
+    verdicts = usage(scope, [a, b, c])
+
+    assert aws_env.calls["monitoring.ListMetrics"] == 2  # Invocations, then the heartbeat
+    assert aws_env.calls["monitoring.GetMetricData"] == 1  # every series of the three at once
+    assert verdicts[a.ref.key].status is Status.IDLE
+    assert verdicts[a.ref.key].confidence is Confidence.HIGH
+    assert verdicts[b.ref.key].status is Status.IDLE
+    assert verdicts[b.ref.key].confidence is Confidence.MEDIUM
+    # a described variant known only through its heartbeat is still one of the endpoint's
+    assert verdicts[c.ref.key].status is Status.ACTIVE
+    assert "across 2 variants" in verdicts[c.ref.key].evidence
+
+
+def test_unknown_when_get_metric_data_is_denied_for_a_heartbeat_only_endpoint(
+    scope: ScopeFactory, aws_env: AwsDevServer
+) -> None:
+    heartbeat(scope().client("cloudwatch"), "ep", range(30))
+    ep = resource("ep")
+    aws_env.fail("monitoring.GetMetricData", 1)
+
+    verdict = usage(scope, [ep])[ep.ref.key]
+
+    assert verdict.status is Status.UNKNOWN
+    assert "/aws/sagemaker/Endpoints CPUUtilization for variant AllTraffic unreadable" in (
+        verdict.evidence
+    )
+    assert "AccessDenied" in verdict.evidence
+
+
+def test_unknown_when_the_heartbeat_cannot_be_listed(
+    scope: ScopeFactory, aws_env: AwsDevServer
+) -> None:
+    cloudwatch = scope().client("cloudwatch")
+    invocations(cloudwatch, "ep", zeros(30))
+    heartbeat(cloudwatch, "ep", range(30))
+    ep = resource("ep")
+
+    probe = sagemaker_endpoint.EndpointProbe(cloudwatch)
+    aws_env.reset_calls()
+    # The probe lists Invocations first, then the heartbeat: the second ListMetrics is denied.
+    aws_env.fail("monitoring.ListMetrics", 1, after=1)
+
+    verdict = probe.usage([ep], WINDOW, NOW)[ep.ref.key]
+
+    assert verdict.status is Status.UNKNOWN
+    assert "cannot list /aws/sagemaker/Endpoints CPUUtilization metrics" in verdict.evidence
+    assert "permission denied" in verdict.evidence
+    assert aws_env.calls["monitoring.GetMetricData"] == 0
+
+
 def test_unknown_for_every_endpoint_when_list_metrics_is_denied(
     scope: ScopeFactory, aws_env: AwsDevServer
 ) -> None:
@@ -535,7 +699,8 @@ def test_six_hundred_endpoints_take_two_get_metric_data_calls(
     verdicts = handlers(scope).probe.usage(eps, Window.ending(NOW, timedelta(days=5)), NOW)
 
     assert aws_env.calls["monitoring.GetMetricData"] == 2
-    assert aws_env.calls["monitoring.ListMetrics"] == 2  # 500 metrics per page
+    # 500 metrics per page: two pages of Invocations, one (empty) page of the heartbeat
+    assert aws_env.calls["monitoring.ListMetrics"] == 3
     statuses = [verdicts[ep.ref.key].status for ep in eps]
     assert statuses.count(Status.IDLE) == 594
     assert statuses.count(Status.UNKNOWN) == 0

@@ -3,13 +3,21 @@
 * scan: ListEndpoints (100 per page) and tags in bulk (Resource Groups Tagging API).
 * describe (action candidates only): DescribeEndpoint per endpoint, DescribeEndpointConfig once
   per config name, 8 at a time, for the instance type and count of every production variant.
-* usage: one ListMetrics pass for `AWS/SageMaker` `Invocations` in the region, keeping the series
-  whose dimensions are exactly EndpointName + VariantName, then GetMetricData `Sum` per day for
-  every (endpoint, variant) at once, 500 series per call, an endpoint's variants in the same
-  call; each call's points are reduced to verdicts before the next call is made, so memory does
-  not grow with the region's datapoints. A day is active when the sum across the endpoint's
-  variants is above `invocations_per_day`; the endpoint is idle only when every variant is. No
-  metric, no datapoint, stale metrics or an error mean unknown.
+* usage: one ListMetrics pass for `AWS/SageMaker` `Invocations` and one for the
+  `/aws/sagemaker/Endpoints` `CPUUtilization` heartbeat in the region, keeping the series whose
+  dimensions are exactly EndpointName + VariantName; an endpoint's variants are the union of
+  both. Then GetMetricData, `Sum` per day of Invocations and `SampleCount` per day of the
+  heartbeat, for every (endpoint, variant) at once, 500 series per call, an endpoint's series in
+  the same call; each call's points are reduced to verdicts before the next call is made, so
+  memory does not grow with the region's datapoints. A day is active when the sum across the
+  endpoint's variants is above `invocations_per_day`; the endpoint is idle only when every
+  variant is. ListMetrics only lists series with datapoints in the last 14 days, and SageMaker
+  may publish no Invocations datapoint at all on a day without traffic: a day with a heartbeat
+  (instance metrics are published for every InService instance, traffic or not) but no
+  Invocations datapoint counts as a day of zero invocations. With Invocations datapoints the
+  verdict is high confidence; with only the heartbeat, an unbroken run of heartbeat days up to
+  a fresh one makes the endpoint idle with medium confidence. No metric, no datapoint, stale
+  metrics or an error on either metric mean unknown.
 * stop: record the endpoint config (as CreateEndpointConfig arguments) and both sets of tags,
   then delete the endpoint; the config is kept. restore: recreate the config if it is gone, then
   the endpoint.
@@ -29,7 +37,16 @@ from botocore.exceptions import BotoCoreError, ClientError
 from janitor.clouds.aws import cloudwatch, tagging
 from janitor.clouds.aws.session import AwsScope, one_line
 from janitor.clouds.base import KindHandlers
-from janitor.model import Cloud, Resource, ResourceRef, StopOutcome, StopResult, Verdict, Window
+from janitor.model import (
+    Cloud,
+    Confidence,
+    Resource,
+    ResourceRef,
+    StopOutcome,
+    StopResult,
+    Verdict,
+    Window,
+)
 
 if TYPE_CHECKING:
     from botocore.model import Shape
@@ -47,6 +64,11 @@ TAG_RESOURCE_TYPE = "sagemaker:endpoint"
 DAY = timedelta(days=1)
 DESCRIBE_WORKERS = 8  # concurrent DescribeEndpoint calls; the client pools 32 connections
 _SOURCE = "Sum per day, AWS/SageMaker Invocations"
+# Instance metrics, published for every InService endpoint instance whether it serves traffic
+# or not: a day with a sample shows the endpoint's metrics were flowing that day.
+HEARTBEAT_NAMESPACE = "/aws/sagemaker/Endpoints"
+HEARTBEAT_METRIC = "CPUUtilization"
+_HEARTBEAT_SOURCE = f"{NAMESPACE} {METRIC} absent; {HEARTBEAT_NAMESPACE} heartbeat"
 
 
 def _utc(value: datetime) -> datetime:
@@ -231,77 +253,79 @@ class EndpointProbe:
         if not resources:
             return {}
         try:
-            dimension_sets = cloudwatch.list_dimension_sets(
+            invocation_sets = cloudwatch.list_dimension_sets(
                 self._cw, NAMESPACE, METRIC, exact_names=DIMENSION_NAMES
             )
         except cloudwatch.MetricsUnavailable as exc:
             evidence = f"cannot list {NAMESPACE} {METRIC} metrics: {exc}"
             return {r.ref.key: Verdict.unknown(r.ref, evidence) for r in resources}
+        try:
+            heartbeat_sets = cloudwatch.list_dimension_sets(
+                self._cw, HEARTBEAT_NAMESPACE, HEARTBEAT_METRIC, exact_names=DIMENSION_NAMES
+            )
+        except cloudwatch.MetricsUnavailable as exc:
+            evidence = f"cannot list {HEARTBEAT_NAMESPACE} {HEARTBEAT_METRIC} metrics: {exc}"
+            return {r.ref.key: Verdict.unknown(r.ref, evidence) for r in resources}
 
-        series_by_endpoint: dict[str, list[cloudwatch.Dimensions]] = {}
-        for dims in dimension_sets:
-            endpoint_name = dict(dims)["EndpointName"]
-            series_by_endpoint.setdefault(endpoint_name.lower(), []).append(dims)
-
+        invocation_series = _by_endpoint(invocation_sets)
+        heartbeat_series = _by_endpoint(heartbeat_sets)
         start, end = cloudwatch.daily_bounds(window)
         verdicts: dict[str, Verdict] = {}
-        queried: dict[str, tuple[Resource, list[cloudwatch.Dimensions]]] = {}
+        queried: dict[str, _Series] = {}
         for resource in resources:
             key = resource.ref.key
             if key in verdicts or key in queried:
                 continue  # the same endpoint twice: one set of queries serves both
-            if series := series_by_endpoint.get(resource.name.lower()):
-                queried[key] = (resource, series)
-            else:
-                verdicts[key] = self._verdict(resource, (), (), window, start, end, now)
-        # One group per endpoint, so its variants share a GetMetricData call; each call's
-        # points are reduced to verdicts, then dropped, before the next call is made.
-        groups = (
-            (
-                (resource, tuple(dict(dims)["VariantName"] for dims in series)),
-                [
-                    cloudwatch.MetricRequest(f"{key}|{index}", NAMESPACE, METRIC, dims, "Sum")
-                    for index, dims in enumerate(series)
-                ],
+            name = resource.name.lower()
+            series = _Series(
+                resource, invocation_series.get(name, ()), heartbeat_series.get(name, ())
             )
-            for key, (resource, series) in queried.items()
-        )
-        for (resource, variants), results in cloudwatch.stream_metric_data(
-            self._cw, groups, start, end
-        ):
-            verdicts[resource.ref.key] = self._verdict(
-                resource, variants, results, window, start, end, now
+            if series.invocations or series.heartbeat:
+                queried[key] = series
+            else:
+                verdicts[key] = self._verdict(series, (), window, start, end, now)
+        # One group per endpoint, so its variants' Invocations and heartbeat share a
+        # GetMetricData call; each call's points are reduced to verdicts, then dropped, before
+        # the next call is made.
+        groups = ((series, series.requests()) for series in queried.values())
+        for series, results in cloudwatch.stream_metric_data(self._cw, groups, start, end):
+            verdicts[series.resource.ref.key] = self._verdict(
+                series, results, window, start, end, now
             )
         return {resource.ref.key: verdicts[resource.ref.key] for resource in resources}
 
     def _verdict(
         self,
-        resource: Resource,
-        variants: Sequence[str],
+        series: _Series,
         results: Sequence[cloudwatch.MetricResult],
         window: Window,
         start: datetime,
         end: datetime,
         now: datetime,
     ) -> Verdict:
-        """The verdict from the endpoint's listed series: `variants[i]` is read by `results[i]`."""
+        """The verdict from the endpoint's listed series, read by `results` in the order of
+        `series.requests()`."""
+        resource = series.resource
         ref = resource.ref
-        if not variants:
+        listed = set(series.variants)
+        if not listed:
             return Verdict.unknown(
                 ref,
                 f"no {NAMESPACE} {METRIC} metric with exactly EndpointName + VariantName "
                 f"is listed for endpoint {resource.name}",
             )
-        listed = set(variants)
         known = {
             str(v["name"]) for v in resource.details.get("variants", ()) if isinstance(v, Mapping)
         }
         if missing := sorted(known - listed):
             return Verdict.unknown(
-                ref, f"variant(s) {', '.join(missing)} publish no {NAMESPACE} {METRIC} metric"
+                ref,
+                f"variant(s) {', '.join(missing)} publish no {NAMESPACE} {METRIC} metric "
+                f"and no {HEARTBEAT_NAMESPACE} {HEARTBEAT_METRIC} heartbeat",
             )
+        n_inv = len(series.invocations)
         daily: dict[datetime, float] = {}
-        for variant, result in zip(variants, results, strict=True):
+        for variant, result in zip(series.invocation_variants, results[:n_inv], strict=True):
             if not result.ok:
                 return Verdict.unknown(
                     ref, f"{METRIC} for variant {variant} unreadable: {result.error}"
@@ -309,13 +333,20 @@ class EndpointProbe:
             for ts, value in result.points:
                 if start <= ts < end:
                     daily[ts] = daily.get(ts, 0.0) + value
+        heartbeat: set[datetime] = set()
+        for variant, result in zip(series.heartbeat_variants, results[n_inv:], strict=True):
+            if not result.ok:
+                return Verdict.unknown(
+                    ref,
+                    f"{HEARTBEAT_NAMESPACE} {HEARTBEAT_METRIC} for variant {variant} "
+                    f"unreadable: {result.error}",
+                )
+            heartbeat.update(ts for ts, value in result.points if start <= ts < end and value > 0)
         n_variants = _plural(len(listed), "variant")
         if not daily:
-            return Verdict.unknown(
-                ref,
-                f"no {METRIC} datapoints for {n_variants} between {_day(start)} and "
-                f"{_day(end - DAY)} ({_SOURCE})",
-            )
+            return self._heartbeat_verdict(resource, heartbeat, n_variants, window, start, end, now)
+        for day in heartbeat:
+            daily.setdefault(day, 0.0)  # metrics flowed, no Invocations datapoint: no traffic
         newest = max(daily)
         if cloudwatch.is_stale(newest, _utc(now), self._stale_after):
             return Verdict.unknown(
@@ -336,6 +367,92 @@ class EndpointProbe:
         if self._threshold > 0:
             evidence += f"; up to {self._threshold:g} a day counts as idle"
         return Verdict.idle(ref, since, evidence, last_activity=streak.last_activity)
+
+    def _heartbeat_verdict(
+        self,
+        resource: Resource,
+        heartbeat: set[datetime],
+        n_variants: str,
+        window: Window,
+        start: datetime,
+        end: datetime,
+        now: datetime,
+    ) -> Verdict:
+        """No Invocations datapoint in the window: idle only while the heartbeat shows the
+        endpoint's metrics were flowing, every day of the newest unbroken run of heartbeat days
+        up to a fresh one; the streak starts no earlier than that run."""
+        ref = resource.ref
+        no_data = (
+            f"no {METRIC} datapoints for {n_variants} between {_day(start)} and "
+            f"{_day(end - DAY)} ({_SOURCE})"
+        )
+        if not heartbeat:
+            return Verdict.unknown(ref, no_data)
+        newest = max(heartbeat)
+        if cloudwatch.is_stale(newest, _utc(now), self._stale_after):
+            return Verdict.unknown(
+                ref,
+                f"{no_data}; the {HEARTBEAT_NAMESPACE} {HEARTBEAT_METRIC} heartbeat stopped "
+                f"arriving: newest datapoint on {_day(newest)}",
+            )
+        first = newest
+        while first - DAY in heartbeat:
+            first -= DAY
+        since = max(first, window.start.astimezone(UTC), resource.streak_floor.astimezone(UTC))
+        evidence = (
+            f"no invocations recorded since {_day(since)} while its instances reported "
+            f"{HEARTBEAT_METRIC} every day ({_HEARTBEAT_SOURCE})"
+        )
+        return Verdict.idle(ref, since, evidence, confidence=Confidence.MEDIUM)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Series:
+    """An endpoint and its listed series: Invocations and heartbeat, one per variant each."""
+
+    resource: Resource
+    invocations: Sequence[cloudwatch.Dimensions]
+    heartbeat: Sequence[cloudwatch.Dimensions]
+
+    @property
+    def invocation_variants(self) -> tuple[str, ...]:
+        return tuple(dict(dims)["VariantName"] for dims in self.invocations)
+
+    @property
+    def heartbeat_variants(self) -> tuple[str, ...]:
+        return tuple(dict(dims)["VariantName"] for dims in self.heartbeat)
+
+    @property
+    def variants(self) -> tuple[str, ...]:
+        """The endpoint's variants, Invocations first, then those seen only in the heartbeat."""
+        return tuple(dict.fromkeys(self.invocation_variants + self.heartbeat_variants))
+
+    def requests(self) -> list[cloudwatch.MetricRequest]:
+        """Invocations Sum per variant, then heartbeat SampleCount per variant."""
+        key = self.resource.ref.key
+        return [
+            cloudwatch.MetricRequest(f"{key}|inv|{index}", NAMESPACE, METRIC, dims, "Sum")
+            for index, dims in enumerate(self.invocations)
+        ] + [
+            cloudwatch.MetricRequest(
+                f"{key}|hb|{index}",
+                HEARTBEAT_NAMESPACE,
+                HEARTBEAT_METRIC,
+                dims,
+                "SampleCount",
+            )
+            for index, dims in enumerate(self.heartbeat)
+        ]
+
+
+def _by_endpoint(
+    dimension_sets: Sequence[cloudwatch.Dimensions],
+) -> dict[str, list[cloudwatch.Dimensions]]:
+    """Listed series by lower-cased endpoint name, in ListMetrics order."""
+    found: dict[str, list[cloudwatch.Dimensions]] = {}
+    for dims in dimension_sets:
+        found.setdefault(dict(dims)["EndpointName"].lower(), []).append(dims)
+    return found
 
 
 # -- stopper ---------------------------------------------------------------------------------
