@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -58,6 +58,11 @@ def require_aware(value: datetime, what: str) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{what} must be timezone-aware, got naive {value!r}")
     return value
+
+
+def utc(value: datetime) -> datetime:
+    """An aware datetime in UTC (SDKs answer in local or offset time)."""
+    return require_aware(value, "datetime").astimezone(UTC)
 
 
 @dataclass(frozen=True, slots=True)

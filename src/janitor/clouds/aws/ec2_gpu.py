@@ -32,12 +32,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from janitor.clouds.aws.cloudwatch import (
+    DAY,
     STALE_AFTER,
     Dimensions,
     MetricRequest,
@@ -62,6 +63,7 @@ from janitor.model import (
     StopResult,
     Verdict,
     Window,
+    utc,
 )
 
 if TYPE_CHECKING:
@@ -80,7 +82,6 @@ GPU_NAMESPACE = "CWAgent"
 GPU_METRIC = "nvidia_smi_utilization_gpu"
 EC2_NAMESPACE = "AWS/EC2"
 
-DAY = timedelta(days=1)
 
 _STOPPED_STATES = frozenset({"stopped", "stopping"})
 
@@ -89,12 +90,8 @@ def is_gpu_type(instance_type: str) -> bool:
     return GPU_FAMILY.match(instance_type) is not None
 
 
-def _utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
-
-
 def _day(value: datetime) -> str:
-    return _utc(value).strftime("%Y-%m-%d")
+    return utc(value).strftime("%Y-%m-%d")
 
 
 def _tags(raw: Iterable[Mapping[str, Any]] | None) -> dict[str, str]:
@@ -140,7 +137,7 @@ class Ec2GpuScanner:
     def _resource(self, instance: InstanceTypeDef) -> Resource:
         instance_id = instance["InstanceId"]
         tags = _tags(instance.get("Tags"))
-        launched = _utc(instance["LaunchTime"])
+        launched = utc(instance["LaunchTime"])
         return Resource(
             ref=ResourceRef(Cloud.AWS, KIND, self._account_id, self._region, instance_id),
             name=tags.get("Name") or instance_id,

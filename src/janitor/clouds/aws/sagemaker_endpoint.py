@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from janitor.clouds.aws import cloudwatch, tagging
+from janitor.clouds.aws.cloudwatch import DAY
 from janitor.clouds.aws.session import AwsScope, one_line
 from janitor.clouds.base import KindHandlers
 from janitor.model import (
@@ -46,6 +47,7 @@ from janitor.model import (
     StopResult,
     Verdict,
     Window,
+    utc,
 )
 
 if TYPE_CHECKING:
@@ -61,7 +63,6 @@ NAMESPACE = "AWS/SageMaker"
 METRIC = "Invocations"
 DIMENSION_NAMES = frozenset({"EndpointName", "VariantName"})
 TAG_RESOURCE_TYPE = "sagemaker:endpoint"
-DAY = timedelta(days=1)
 DESCRIBE_WORKERS = 8  # concurrent DescribeEndpoint calls; the client pools 32 connections
 _SOURCE = "Sum per day, AWS/SageMaker Invocations"
 # Instance metrics, published for every InService endpoint instance whether it serves traffic
@@ -71,12 +72,8 @@ HEARTBEAT_METRIC = "CPUUtilization"
 _HEARTBEAT_SOURCE = f"{NAMESPACE} {METRIC} absent; {HEARTBEAT_NAMESPACE} heartbeat"
 
 
-def _utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
-
-
 def _day(value: datetime) -> str:
-    return f"{_utc(value):%Y-%m-%d}"
+    return f"{utc(value):%Y-%m-%d}"
 
 
 def _plural(count: int, word: str) -> str:
@@ -171,7 +168,7 @@ class EndpointScanner:
                 ref=ResourceRef(Cloud.AWS, KIND, self._account_id, self._region, arn),
                 name=ep["EndpointName"],
                 state=ep["EndpointStatus"],
-                created_at=_utc(ep["CreationTime"]),
+                created_at=utc(ep["CreationTime"]),
                 tags=dict(tags.get(arn.lower(), {})),
             )
 
@@ -348,7 +345,7 @@ class EndpointProbe:
         for day in heartbeat:
             daily.setdefault(day, 0.0)  # metrics flowed, no Invocations datapoint: no traffic
         newest = max(daily)
-        if cloudwatch.is_stale(newest, _utc(now), self._stale_after):
+        if cloudwatch.is_stale(newest, utc(now), self._stale_after):
             return Verdict.unknown(
                 ref, f"{METRIC} metrics stopped arriving: newest datapoint on {_day(newest)}"
             )
@@ -359,7 +356,7 @@ class EndpointProbe:
             return Verdict.active(
                 ref,
                 f"{daily[newest]:g} invocations on {_day(newest)} across {n_variants} ({_SOURCE})",
-                last_activity=min(newest + DAY, _utc(now)),
+                last_activity=min(newest + DAY, utc(now)),
             )
         since = cloudwatch.idle_since(streak, resource, window)
         total = sum(value for day, value in daily.items() if day + DAY > since)
@@ -389,7 +386,7 @@ class EndpointProbe:
         if not heartbeat:
             return Verdict.unknown(ref, no_data)
         newest = max(heartbeat)
-        if cloudwatch.is_stale(newest, _utc(now), self._stale_after):
+        if cloudwatch.is_stale(newest, utc(now), self._stale_after):
             return Verdict.unknown(
                 ref,
                 f"{no_data}; the {HEARTBEAT_NAMESPACE} {HEARTBEAT_METRIC} heartbeat stopped "
@@ -474,7 +471,7 @@ def _fit_to_shape(value: Any, shape: Shape) -> Any:
     if kind == "map" and isinstance(value, Mapping):
         return {k: _fit_to_shape(v, shape.value) for k, v in value.items()}  # type: ignore[attr-defined]
     if isinstance(value, datetime):
-        return _utc(value).isoformat()
+        return utc(value).isoformat()
     return value
 
 

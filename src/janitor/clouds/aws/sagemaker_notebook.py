@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -45,6 +45,7 @@ from janitor.model import (
     StopResult,
     Verdict,
     Window,
+    utc,
 )
 
 if TYPE_CHECKING:
@@ -65,16 +66,12 @@ ACTIVE_WITHIN = timedelta(days=1)
 _STOPPED_STATES = frozenset({"Stopped", "Stopping"})
 
 
-def _utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
-
-
 def _when(value: datetime) -> str:
-    return _utc(value).strftime("%Y-%m-%d %H:%M UTC")
+    return utc(value).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _day(value: datetime) -> str:
-    return _utc(value).strftime("%Y-%m-%d")
+    return utc(value).strftime("%Y-%m-%d")
 
 
 # --- scan ------------------------------------------------------------------------------------
@@ -96,10 +93,10 @@ class NotebookScanner:
         tags = by_lower_arn(tags_by_arn(self._tagging, [TAG_RESOURCE_TYPE]))
         for nb in listed:
             arn = nb["NotebookInstanceArn"]
-            created = _utc(nb["CreationTime"])
+            created = utc(nb["CreationTime"])
             modified = nb.get("LastModifiedTime")
             # A start (or any status change) updates LastModifiedTime; creation does not count.
-            started = _utc(modified) if modified is not None and modified > created else None
+            started = utc(modified) if modified is not None and modified > created else None
             yield Resource(
                 ref=ResourceRef(Cloud.AWS, KIND, self._scope.account_id, self._scope.region, arn),
                 name=nb["NotebookInstanceName"],
@@ -193,7 +190,7 @@ class NotebookProbe:
                 at_raw = event.get("EventTime")
                 if at_raw is None:
                     continue
-                found = _Event(_utc(at_raw), event.get("Username"))
+                found = _Event(utc(at_raw), event.get("Username"))
                 for name in _event_notebooks(event):
                     if name not in newest or newest[name].at < found.at:
                         newest[name] = found
