@@ -181,6 +181,18 @@ class StopResult:
 
 
 @dataclass(frozen=True, slots=True)
+class StopPlan:
+    """What a stopper found right before a stop, read-only: the resource as it is now (state
+    and tags re-read from the cloud) and how to undo the stop. The recipe is committed to the
+    audit log before `Stopper.act` makes the mutating call."""
+
+    resource: Resource
+    recipe: Mapping[str, Any] | None = None
+    # Set when the stop must not go ahead (gone, already stopped, wrong state, spot...).
+    refusal: StopResult | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class AuditEvent:
     at: datetime
     run_id: str

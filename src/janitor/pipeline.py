@@ -465,16 +465,23 @@ def _group_by_task(
 def _stop_group(
     result: TaskResult, findings: list[Finding], ev: Evaluation, now: datetime
 ) -> dict[str, StopResult]:
-    """Re-check idleness for a task's stop candidates (one batched probe call), then stop."""
+    """Re-check each stop candidate against the cloud as it is now, then stop it.
+
+    The re-check reads fresh evidence (one batched probe call for the task's candidates, up to
+    this moment) and, through the stopper's read-only `plan`, the resource's current state and
+    tags; the lifecycle decides again on those. Only a confirmed stop reaches `act`.
+    """
     from janitor.clouds.errors import scope_error_message
 
     assert result.handlers is not None
+    handlers = result.handlers
     rule = result.task.rule
     resources: list[Resource] = [f.resource for f in findings]
-    window = Window.ending(ev.evidence_until, rule.lookback)
+    until = min(now, _wall_now())
+    window = Window.ending(until, rule.lookback)
     outcomes: dict[str, StopResult] = {}
     try:
-        fresh = result.handlers.probe.usage(resources, window, ev.evidence_until)
+        fresh = handlers.probe.usage(resources, window, until)
     except Exception as exc:  # noqa: BLE001 - an unknown re-check means no stop
         message = scope_error_message(exc)
         if message is None:
@@ -488,19 +495,28 @@ def _stop_group(
     for f in findings:
         key = f.resource.ref.key
         verdict = fresh.get(key)
-        again = None
-        if verdict is not None:
-            again = lifecycle.decide(
-                resource=f.resource, verdict=verdict, prior=ev.priors.get(key), rule=rule, now=now
-            )
-        if verdict is None or again is None or again.action is not Action.STOP:
-            why = verdict.evidence if verdict else "no verdict"
-            outcomes[key] = StopResult(
-                StopOutcome.STILL_ACTIVE, f"re-check did not confirm idleness: {why}"
-            )
+        if verdict is None:
+            outcomes[key] = StopResult(StopOutcome.STILL_ACTIVE, "re-check: no verdict")
             continue
         try:
-            outcomes[key] = result.handlers.stopper.stop(f.resource)
+            plan = handlers.stopper.plan(f.resource)
+            if plan.refusal is not None:
+                outcomes[key] = plan.refusal
+                continue
+            again = lifecycle.decide(
+                resource=plan.resource,
+                verdict=verdict,
+                prior=ev.priors.get(key),
+                rule=rule,
+                now=now,
+            )
+            if again.action is not Action.STOP:
+                outcomes[key] = StopResult(
+                    StopOutcome.STILL_ACTIVE,
+                    f"re-check did not confirm the stop: {again.reason}",
+                )
+                continue
+            outcomes[key] = handlers.stopper.act(plan)
         except Exception as exc:  # noqa: BLE001 - recorded against the resource
             message = scope_error_message(exc)
             if message is None:

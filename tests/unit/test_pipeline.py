@@ -30,6 +30,7 @@ from janitor.model import (
     ResourceRef,
     Status,
     StopOutcome,
+    StopPlan,
     StopResult,
     Verdict,
     Window,
@@ -159,17 +160,16 @@ class FakeStopper:
         self.stopped: list[str] = []
         self.restored: list[Mapping[str, Any]] = []
 
-    def stop(self, resource: Resource) -> StopResult:
+    def plan(self, resource: Resource) -> StopPlan:
+        return StopPlan(resource, {"instance_id": resource.ref.id, "was": resource.state})
+
+    def act(self, plan: StopPlan) -> StopResult:
         if self.error is not None:
             raise self.error
         if self.outcome is not StopOutcome.STOPPED:
             return StopResult(self.outcome, "InsufficientInstanceCapacity: try later")
-        self.stopped.append(resource.name)
-        return StopResult(
-            StopOutcome.STOPPED,
-            f"stopped {resource.ref.id}",
-            restore={"instance_id": resource.ref.id, "was": resource.state},
-        )
+        self.stopped.append(plan.resource.name)
+        return StopResult(StopOutcome.STOPPED, f"stopped {plan.resource.ref.id}", plan.recipe)
 
     def restore(self, recipe: Mapping[str, Any]) -> str:
         if self.restore_error is not None:

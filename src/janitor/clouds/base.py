@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from janitor.model import Cloud, Confidence, Resource, StopResult, Verdict, Window
+from janitor.model import Cloud, Confidence, Resource, StopPlan, StopResult, Verdict, Window
 
 if TYPE_CHECKING:
     from janitor.policy import Rule
@@ -36,8 +36,20 @@ class UsageProbe(Protocol):
 
 
 class Stopper(Protocol):
-    def stop(self, resource: Resource) -> StopResult:
-        """Check state first, record how to undo, then stop. Idempotent."""
+    """Two steps, so that the undo recipe is on record before anything changes.
+
+    `plan` only reads: it re-reads the resource (state, tags) and builds the recipe, or says why
+    the stop must not go ahead. The pipeline re-checks the fresh resource, commits the recipe,
+    and only then calls `act`, the one mutating call.
+    """
+
+    def plan(self, resource: Resource) -> StopPlan:
+        """Read-only: the resource as it is now and how to undo a stop of it."""
+        ...
+
+    def act(self, plan: StopPlan) -> StopResult:
+        """Stop. Idempotent; "not found" right after our own call (a retried delete that had
+        already succeeded) is a stop, with its recipe."""
         ...
 
     def restore(self, recipe: Mapping[str, Any]) -> str:
@@ -47,6 +59,13 @@ class Stopper(Protocol):
         done, and the SDK's own error when the cloud refused.
         """
         ...
+
+
+def stop_now(stopper: Stopper, resource: Resource) -> StopResult:
+    """`plan` then `act` with nothing recorded in between: for tools and tests that keep no
+    audit log. The pipeline never uses it."""
+    plan = stopper.plan(resource)
+    return plan.refusal or stopper.act(plan)
 
 
 @dataclass(frozen=True, slots=True)

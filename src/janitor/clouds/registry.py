@@ -61,6 +61,7 @@ _SPECS: tuple[KindSpec, ...] = (
         ),
         action_permissions=(
             "sagemaker:DescribeNotebookInstance",
+            "sagemaker:ListTags",
             "sagemaker:StopNotebookInstance",
             "sagemaker:StartNotebookInstance",
         ),

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from janitor.clouds.aws.ec2_gpu import GPU_METRIC, build
-from janitor.clouds.base import KindHandlers, RestoreFailed
+from janitor.clouds.base import KindHandlers, RestoreFailed, stop_now
 from janitor.devserver.aws import ACCOUNT_ID, AwsDevServer
 from janitor.devserver.timetravel import at, put_daily_metric
 from janitor.model import (
@@ -421,7 +421,7 @@ def test_stop_then_restore_round_trip(env: Env) -> None:
     (iid,) = env.launch("g5.xlarge", tags={"Name": "trainer"})
     resource = env.scan()[iid]
 
-    result = env.handlers.stopper.stop(resource)
+    result = stop_now(env.handlers.stopper, resource)
 
     assert result.outcome is StopOutcome.STOPPED
     assert result.restore == {
@@ -433,7 +433,7 @@ def test_stop_then_restore_round_trip(env: Env) -> None:
         "name": "trainer",
     }
     assert env.state(iid) in {"stopping", "stopped"}
-    assert env.handlers.stopper.stop(resource).outcome is StopOutcome.ALREADY_STOPPED
+    assert stop_now(env.handlers.stopper, resource).outcome is StopOutcome.ALREADY_STOPPED
 
     message = env.handlers.stopper.restore(result.restore)
 
@@ -446,7 +446,7 @@ def test_spot_instances_are_refused(env: Env) -> None:
     (iid,) = env.launch("g5.xlarge", spot=True)
     resource = env.scan()[iid]
 
-    result = env.handlers.stopper.stop(resource)
+    result = stop_now(env.handlers.stopper, resource)
 
     assert result.outcome is StopOutcome.REFUSED_STATE
     assert "spot instance" in result.message
@@ -460,7 +460,7 @@ def test_instance_store_root_volumes_are_refused(env: Env) -> None:
     resource = env.scan()[iid]
     _set_root_device_type(iid, "instance-store")
 
-    result = env.handlers.stopper.stop(resource)
+    result = stop_now(env.handlers.stopper, resource)
 
     assert result.outcome is StopOutcome.REFUSED_STATE
     assert "instance-store root volume" in result.message
@@ -479,8 +479,8 @@ def test_stop_of_a_vanished_or_terminated_instance_is_not_found(env: Env) -> Non
         created_at=resource.created_at,
     )
 
-    assert env.handlers.stopper.stop(resource).outcome is StopOutcome.NOT_FOUND
-    assert env.handlers.stopper.stop(vanished).outcome is StopOutcome.NOT_FOUND
+    assert stop_now(env.handlers.stopper, resource).outcome is StopOutcome.NOT_FOUND
+    assert stop_now(env.handlers.stopper, vanished).outcome is StopOutcome.NOT_FOUND
     assert env.server.calls["ec2.StopInstances"] == 0
     with pytest.raises(RestoreFailed, match="no longer exists"):
         env.handlers.stopper.restore(
@@ -493,7 +493,7 @@ def test_denied_stop_is_a_failure_with_the_reason(env: Env) -> None:
     resource = env.scan()[iid]
     env.server.fail("ec2.StopInstances", 1, "UnauthorizedOperation", status=403)
 
-    result = env.handlers.stopper.stop(resource)
+    result = stop_now(env.handlers.stopper, resource)
 
     assert result.outcome is StopOutcome.FAILED
     assert "UnauthorizedOperation" in result.message

@@ -15,7 +15,7 @@ from janitor.clouds import registry
 from janitor.clouds.aws import sagemaker_endpoint
 from janitor.clouds.aws.sagemaker_endpoint import KIND
 from janitor.clouds.aws.session import AwsScope
-from janitor.clouds.base import KindHandlers
+from janitor.clouds.base import KindHandlers, stop_now
 from janitor.devserver.aws import ACCOUNT_ID, AwsDevServer
 from janitor.devserver.timetravel import at, put_daily_metric
 from janitor.model import Cloud, Confidence, Resource, ResourceRef, Status, StopOutcome, Window
@@ -789,7 +789,7 @@ def test_stop_records_the_recipe_then_deletes_the_endpoint(
     [found] = list(handlers(scope).scanner.scan())
     aws_env.reset_calls()
 
-    result = handlers(scope).stopper.stop(found)
+    result = stop_now(handlers(scope).stopper, found)
 
     assert result.outcome is StopOutcome.STOPPED
     assert "ep" in result.message
@@ -827,7 +827,7 @@ def test_stop_records_the_recipe_then_deletes_the_endpoint(
 def test_stop_of_a_missing_endpoint_is_not_found(
     scope: ScopeFactory, aws_env: AwsDevServer
 ) -> None:
-    result = handlers(scope).stopper.stop(resource("ep-gone"))
+    result = stop_now(handlers(scope).stopper, resource("ep-gone"))
     assert result.outcome is StopOutcome.NOT_FOUND
     assert result.restore is None
     assert aws_env.calls["sagemaker.DeleteEndpoint"] == 0
@@ -838,7 +838,7 @@ def test_stop_refuses_when_the_config_is_gone(scope: ScopeFactory, aws_env: AwsD
     make_endpoint(sagemaker, "ep")
     sagemaker.delete_endpoint_config(EndpointConfigName="ep-config")
 
-    result = handlers(scope).stopper.stop(resource("ep"))
+    result = stop_now(handlers(scope).stopper, resource("ep"))
 
     assert result.outcome is StopOutcome.REFUSED_STATE
     assert "cannot record how to restore" in result.message
@@ -851,7 +851,7 @@ def test_stop_reports_a_denied_delete_as_failed(scope: ScopeFactory, aws_env: Aw
     make_endpoint(sagemaker, "ep")
     aws_env.fail("sagemaker.DeleteEndpoint", 1)
 
-    result = handlers(scope).stopper.stop(resource("ep"))
+    result = stop_now(handlers(scope).stopper, resource("ep"))
 
     assert result.outcome is StopOutcome.FAILED
     assert "AccessDenied" in result.message
@@ -862,7 +862,7 @@ def test_restore_recreates_the_endpoint_from_its_kept_config(scope: ScopeFactory
     sagemaker = scope().client("sagemaker")
     make_endpoint(sagemaker, "ep", tags={"owner": "ann"})
     h = handlers(scope)
-    recipe = h.stopper.stop(resource("ep")).restore
+    recipe = stop_now(h.stopper, resource("ep")).restore
     assert recipe is not None
 
     message = h.stopper.restore(json.loads(json.dumps(recipe)))
@@ -887,7 +887,7 @@ def test_restore_recreates_a_deleted_config_first(scope: ScopeFactory) -> None:
         config_tags={"team": "nlp"},
     )
     h = handlers(scope)
-    recipe = h.stopper.stop(resource("ep")).restore
+    recipe = stop_now(h.stopper, resource("ep")).restore
     assert recipe is not None
     sagemaker.delete_endpoint_config(EndpointConfigName="ep-config")
 
@@ -910,7 +910,7 @@ def test_restore_recreates_a_deleted_config_first(scope: ScopeFactory) -> None:
 
 def test_restore_refuses_a_recipe_from_another_region(scope: ScopeFactory) -> None:
     make_endpoint(scope().client("sagemaker"), "ep")
-    recipe = dict(handlers(scope).stopper.stop(resource("ep")).restore or {})
+    recipe = dict(stop_now(handlers(scope).stopper, resource("ep")).restore or {})
     recipe["region"] = "eu-west-1"
     with pytest.raises(ValueError, match="eu-west-1"):
         handlers(scope).stopper.restore(recipe)
@@ -931,7 +931,7 @@ def test_the_whole_cycle_through_the_registry(scope: ScopeFactory, aws_env: AwsD
     assert [r.name for r in idle] == ["ep-idle"]
     [candidate] = h.scanner.describe(idle)
     assert (candidate.instance_type, candidate.instance_count) == ("ml.g4dn.xlarge", 1)
-    result = h.stopper.stop(candidate)
+    result = stop_now(h.stopper, candidate)
     assert result.outcome is StopOutcome.STOPPED
     assert [r.name for r in h.scanner.scan()] == ["ep-busy"]
     assert result.restore is not None

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from janitor.clouds.aws.sagemaker_notebook import OPEN_EVENT, START_EVENT, build
-from janitor.clouds.base import KindHandlers, RestoreFailed
+from janitor.clouds.base import KindHandlers, RestoreFailed, stop_now
 from janitor.devserver.aws import ACCOUNT_ID, AwsDevServer
 from janitor.devserver.timetravel import at
 from janitor.model import Confidence, Resource, Status, StopOutcome, Verdict, Window
@@ -284,7 +284,7 @@ def test_stop_then_restore_round_trip(env: Env) -> None:
     env.create("nb", instance_type="ml.p2.xlarge")
     resource = env.scan()["nb"]
 
-    result = env.handlers.stopper.stop(resource)
+    result = stop_now(env.handlers.stopper, resource)
 
     assert result.outcome is StopOutcome.STOPPED
     assert result.restore == {
@@ -295,7 +295,7 @@ def test_stop_then_restore_round_trip(env: Env) -> None:
         "instance_type": "ml.p2.xlarge",
     }
     assert env.status("nb") in {"Stopping", "Stopped"}
-    again = env.handlers.stopper.stop(resource)
+    again = stop_now(env.handlers.stopper, resource)
     assert again.outcome is StopOutcome.ALREADY_STOPPED
     assert again.restore is None
 
@@ -311,7 +311,7 @@ def test_stop_refuses_a_notebook_in_a_transitional_state(env: Env) -> None:
     resource = env.scan()["updating"]
     _set_status("updating", "Updating")
 
-    result = env.handlers.stopper.stop(resource)
+    result = stop_now(env.handlers.stopper, resource)
 
     assert result.outcome is StopOutcome.REFUSED_STATE
     assert "Updating" in result.message
@@ -324,7 +324,7 @@ def test_stop_and_restore_of_a_deleted_notebook(env: Env) -> None:
     env.sagemaker.stop_notebook_instance(NotebookInstanceName="doomed")
     env.sagemaker.delete_notebook_instance(NotebookInstanceName="doomed")
 
-    result = env.handlers.stopper.stop(resource)
+    result = stop_now(env.handlers.stopper, resource)
 
     assert result.outcome is StopOutcome.NOT_FOUND
     assert env.server.calls["sagemaker.StopNotebookInstance"] == 1  # only the set-up's own

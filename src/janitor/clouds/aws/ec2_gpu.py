@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +61,7 @@ from janitor.model import (
     Resource,
     ResourceRef,
     StopOutcome,
+    StopPlan,
     StopResult,
     Verdict,
     Window,
@@ -163,45 +165,61 @@ class Ec2GpuStopper:
         self._scope = scope
         self._ec2: EC2Client = scope.client("ec2")
 
-    def stop(self, resource: Resource) -> StopResult:
+    def plan(self, resource: Resource) -> StopPlan:
         instance_id = resource.ref.id
+
+        def refuse(outcome: StopOutcome, message: str, now: Resource = resource) -> StopPlan:
+            return StopPlan(now, refusal=StopResult(outcome, message))
+
         try:
             instance = _describe_one(self._ec2, instance_id)
         except ClientError as exc:
-            return StopResult(StopOutcome.FAILED, one_line(exc))
+            return refuse(StopOutcome.FAILED, one_line(exc))
         if instance is None:
-            return StopResult(StopOutcome.NOT_FOUND, f"instance {instance_id} no longer exists")
-        state = instance.get("State", {}).get("Name", "unknown")
+            return refuse(StopOutcome.NOT_FOUND, f"instance {instance_id} no longer exists")
+        fresh = replace(
+            resource,
+            state=instance.get("State", {}).get("Name", "unknown"),
+            tags=_tags(instance.get("Tags")),
+        )
+        state = fresh.state
         if state in _STOPPED_STATES:
-            return StopResult(StopOutcome.ALREADY_STOPPED, f"instance {instance_id} is {state}")
+            return refuse(StopOutcome.ALREADY_STOPPED, f"instance {instance_id} is {state}", fresh)
         if state == "terminated":
-            return StopResult(StopOutcome.NOT_FOUND, f"instance {instance_id} was terminated")
+            return refuse(StopOutcome.NOT_FOUND, f"instance {instance_id} was terminated", fresh)
         if state != "running":
-            return StopResult(
-                StopOutcome.REFUSED_STATE, f"instance {instance_id} is {state}, not running"
+            return refuse(
+                StopOutcome.REFUSED_STATE, f"instance {instance_id} is {state}, not running", fresh
             )
         if instance.get("InstanceLifecycle") == "spot":
-            return StopResult(
+            return refuse(
                 StopOutcome.REFUSED_STATE,
                 f"instance {instance_id} is a spot instance: stopping it may lose it for good "
                 "(a one-time spot request is not restarted); stop or terminate it by hand",
+                fresh,
             )
         root = instance.get("RootDeviceType", "ebs")
         if root != "ebs":
-            return StopResult(
+            return refuse(
                 StopOutcome.REFUSED_STATE,
                 f"instance {instance_id} has an {root} root volume: stopping it would lose its "
                 "data; not stopped",
+                fresh,
             )
-        instance_type = instance.get("InstanceType", resource.instance_type or "")
         recipe = {
             "kind": KIND,
             "account": self._scope.account_id,
             "region": self._scope.region,
             "instance_id": instance_id,
-            "instance_type": instance_type,
+            "instance_type": instance.get("InstanceType", resource.instance_type or ""),
             "name": resource.name,
         }
+        return StopPlan(fresh, recipe)
+
+    def act(self, plan: StopPlan) -> StopResult:
+        assert plan.recipe is not None
+        recipe = plan.recipe
+        instance_id = str(recipe["instance_id"])
         try:
             self._ec2.stop_instances(InstanceIds=[instance_id])
         except ClientError as exc:
@@ -211,10 +229,11 @@ class Ec2GpuStopper:
             if code in {"IncorrectInstanceState", "UnsupportedOperation", "OperationNotPermitted"}:
                 # e.g. stop protection (DisableApiStop) or a state change since DescribeInstances
                 return StopResult(StopOutcome.REFUSED_STATE, one_line(exc))
-            return StopResult(StopOutcome.FAILED, one_line(exc))
+            return StopResult(StopOutcome.FAILED, one_line(exc), restore=recipe)
         return StopResult(
             StopOutcome.STOPPED,
-            f"stopped {instance_id} ({instance_type}); EBS volumes are kept and still billed",
+            f"stopped {instance_id} ({recipe['instance_type']}); EBS volumes are kept and still "
+            "billed",
             restore=recipe,
         )
 

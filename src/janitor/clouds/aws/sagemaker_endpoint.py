@@ -44,6 +44,7 @@ from janitor.model import (
     Resource,
     ResourceRef,
     StopOutcome,
+    StopPlan,
     StopResult,
     Verdict,
     Window,
@@ -489,40 +490,63 @@ class EndpointStopper:
         self._region = region
         self._role_arn = role_arn
 
-    def stop(self, resource: Resource) -> StopResult:
+    def plan(self, resource: Resource) -> StopPlan:
         name = resource.name
+
+        def refuse(outcome: StopOutcome, message: str, now: Resource = resource) -> StopPlan:
+            return StopPlan(now, refusal=StopResult(outcome, message))
+
         try:
             endpoint = self._sagemaker.describe_endpoint(EndpointName=name)
         except ClientError as exc:
             if _is_not_found(exc):
-                return StopResult(StopOutcome.NOT_FOUND, f"endpoint {name} no longer exists")
-            return StopResult(StopOutcome.FAILED, one_line(exc))
+                return refuse(StopOutcome.NOT_FOUND, f"endpoint {name} no longer exists")
+            return refuse(StopOutcome.FAILED, one_line(exc))
         except BotoCoreError as exc:
-            return StopResult(StopOutcome.FAILED, one_line(exc))
+            return refuse(StopOutcome.FAILED, one_line(exc))
         status = endpoint["EndpointStatus"]
+        fresh = dataclasses.replace(resource, state=status)
         if status == "Deleting":
-            return StopResult(StopOutcome.ALREADY_STOPPED, f"endpoint {name} is already Deleting")
+            return refuse(
+                StopOutcome.ALREADY_STOPPED, f"endpoint {name} is already Deleting", fresh
+            )
         if status != "InService":
-            return StopResult(
-                StopOutcome.REFUSED_STATE, f"endpoint {name} is {status}, not InService"
+            return refuse(
+                StopOutcome.REFUSED_STATE, f"endpoint {name} is {status}, not InService", fresh
             )
         try:
-            recipe = self._recipe(endpoint)
+            tags = self._tags(endpoint["EndpointArn"])
+            recipe = self._recipe(endpoint, tags)
         except ClientError as exc:
             if _is_not_found(exc):
-                return StopResult(
+                return refuse(
                     StopOutcome.REFUSED_STATE,
                     f"endpoint config {endpoint['EndpointConfigName']} of {name} is gone: "
                     "cannot record how to restore the endpoint, so it is left running",
+                    fresh,
                 )
-            return StopResult(StopOutcome.FAILED, one_line(exc))
+            return refuse(StopOutcome.FAILED, one_line(exc), fresh)
         except BotoCoreError as exc:
-            return StopResult(StopOutcome.FAILED, one_line(exc))
+            return refuse(StopOutcome.FAILED, one_line(exc), fresh)
+        fresh = dataclasses.replace(fresh, tags={t["Key"]: t["Value"] for t in tags})
+        return StopPlan(fresh, recipe)
+
+    def act(self, plan: StopPlan) -> StopResult:
+        assert plan.recipe is not None
+        recipe = plan.recipe
+        name = str(recipe["endpoint_name"])
         try:
             self._sagemaker.delete_endpoint(EndpointName=name)
         except ClientError as exc:
             if _is_not_found(exc):
-                return StopResult(StopOutcome.NOT_FOUND, f"endpoint {name} no longer exists")
+                # `plan` saw it InService a moment ago: "not found" now means our own delete
+                # went through and a retry of it (after a read timeout or a 5xx) found it gone.
+                return StopResult(
+                    StopOutcome.STOPPED,
+                    f"deleted endpoint {name} (a retried delete found it already gone); "
+                    f"endpoint config {recipe['endpoint_config_name']} kept",
+                    restore=recipe,
+                )
             return StopResult(StopOutcome.FAILED, one_line(exc), restore=recipe)
         except BotoCoreError as exc:
             return StopResult(StopOutcome.FAILED, one_line(exc), restore=recipe)
@@ -532,7 +556,7 @@ class EndpointStopper:
             restore=recipe,
         )
 
-    def _recipe(self, endpoint: Any) -> dict[str, Any]:
+    def _recipe(self, endpoint: Any, endpoint_tags: list[dict[str, str]]) -> dict[str, Any]:
         config_name = endpoint["EndpointConfigName"]
         config = self._sagemaker.describe_endpoint_config(EndpointConfigName=config_name)
         shape = self._sagemaker.meta.service_model.operation_model(
@@ -551,8 +575,8 @@ class EndpointStopper:
             "endpoint_arn": endpoint["EndpointArn"],
             "endpoint_config_name": config_name,
             "endpoint_config": create_args,
-            "endpoint_tags": self._tags(endpoint["EndpointArn"]),
-            "config_tags": self._tags(config["EndpointConfigArn"]),
+            "endpoint_tags": _user_tags(endpoint_tags),
+            "config_tags": _user_tags(self._tags(config["EndpointConfigArn"])),
         }
 
     def _tags(self, arn: str) -> list[dict[str, str]]:
@@ -560,8 +584,7 @@ class EndpointStopper:
         kwargs: dict[str, Any] = {"ResourceArn": arn, "MaxResults": 100}
         while True:
             page = self._sagemaker.list_tags(**kwargs)
-            pairs = [{"Key": t["Key"], "Value": t["Value"]} for t in page.get("Tags", [])]
-            tags.extend(_user_tags(pairs))
+            tags.extend({"Key": t["Key"], "Value": t["Value"]} for t in page.get("Tags", []))
             token = page.get("NextToken")
             if not token:
                 return tags

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +42,7 @@ from janitor.model import (
     Resource,
     ResourceRef,
     StopOutcome,
+    StopPlan,
     StopResult,
     Verdict,
     Window,
@@ -257,26 +258,46 @@ def _not_found(exc: ClientError) -> bool:
     )
 
 
+def _all_tags(sagemaker: SageMakerClient, arn: str) -> dict[str, str]:
+    """The resource's tags as they are now (ListTags, every page)."""
+    tags: dict[str, str] = {}
+    kwargs: dict[str, Any] = {"ResourceArn": arn, "MaxResults": 100}
+    while True:
+        page = sagemaker.list_tags(**kwargs)
+        tags.update({t["Key"]: t["Value"] for t in page.get("Tags", [])})
+        token = page.get("NextToken")
+        if not token:
+            return tags
+        kwargs["NextToken"] = token
+
+
 class NotebookStopper:
     def __init__(self, scope: AwsScope) -> None:
         self._scope = scope
         self._sagemaker: SageMakerClient = scope.client("sagemaker")
 
-    def stop(self, resource: Resource) -> StopResult:
+    def plan(self, resource: Resource) -> StopPlan:
         name = resource.name
+
+        def refuse(outcome: StopOutcome, message: str, now: Resource = resource) -> StopPlan:
+            return StopPlan(now, refusal=StopResult(outcome, message))
+
         try:
-            status = self._sagemaker.describe_notebook_instance(NotebookInstanceName=name)[
-                "NotebookInstanceStatus"
-            ]
+            notebook = self._sagemaker.describe_notebook_instance(NotebookInstanceName=name)
+            tags = _all_tags(self._sagemaker, notebook["NotebookInstanceArn"])
         except ClientError as exc:
             if _not_found(exc):
-                return StopResult(StopOutcome.NOT_FOUND, f"notebook {name} no longer exists")
-            return StopResult(StopOutcome.FAILED, one_line(exc))
+                return refuse(StopOutcome.NOT_FOUND, f"notebook {name} no longer exists")
+            return refuse(StopOutcome.FAILED, one_line(exc))
+        except BotoCoreError as exc:
+            return refuse(StopOutcome.FAILED, one_line(exc))
+        status = notebook["NotebookInstanceStatus"]
+        fresh = replace(resource, state=status, tags=tags)
         if status in _STOPPED_STATES:
-            return StopResult(StopOutcome.ALREADY_STOPPED, f"notebook {name} is {status}")
+            return refuse(StopOutcome.ALREADY_STOPPED, f"notebook {name} is {status}", fresh)
         if status != "InService":
-            return StopResult(
-                StopOutcome.REFUSED_STATE, f"notebook {name} is {status}, not InService"
+            return refuse(
+                StopOutcome.REFUSED_STATE, f"notebook {name} is {status}, not InService", fresh
             )
         recipe = {
             "kind": KIND,
@@ -285,15 +306,23 @@ class NotebookStopper:
             "notebook_name": name,
             "instance_type": resource.instance_type,
         }
+        return StopPlan(fresh, recipe)
+
+    def act(self, plan: StopPlan) -> StopResult:
+        assert plan.recipe is not None
+        recipe = plan.recipe
+        name = str(recipe["notebook_name"])
         try:
             self._sagemaker.stop_notebook_instance(NotebookInstanceName=name)
         except ClientError as exc:
             if _not_found(exc):
                 return StopResult(StopOutcome.NOT_FOUND, f"notebook {name} vanished")
-            return StopResult(StopOutcome.FAILED, one_line(exc))
+            return StopResult(StopOutcome.FAILED, one_line(exc), restore=recipe)
+        except BotoCoreError as exc:
+            return StopResult(StopOutcome.FAILED, one_line(exc), restore=recipe)
         return StopResult(
             StopOutcome.STOPPED,
-            f"stopped notebook {name} ({resource.instance_type}); its ML storage volume is kept",
+            f"stopped notebook {name} ({recipe['instance_type']}); its ML storage volume is kept",
             restore=recipe,
         )
 
