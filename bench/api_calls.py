@@ -806,7 +806,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     idle = sorted(idle_indexes(args.endpoints, args.idle))
 
     print(
-        f"python {platform.python_version()}, janitor {_version('janitor')}, "
+        f"python {platform.python_version()}, janitor {_version('ml-janitor')}, "
         f"c7n {_version('c7n') if custodian else 'not run'}, boto3 {_version('boto3')}, "
         f"moto {_version('moto')}"
     )

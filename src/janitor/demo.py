@@ -67,7 +67,7 @@ def run_demo(days: int = 10) -> int:
         from janitor.devserver.fleet import demo_fleet, seed_fleet
         from janitor.devserver.slack import SlackDevServer
     except ImportError as exc:
-        print(f"janitor demo needs the emulator extras: pip install 'janitor[demo]' ({exc})")
+        print(f"janitor demo needs the emulator extras: pip install 'ml-janitor[demo]' ({exc})")
         return cli.EXIT_USAGE
 
     console = Console(highlight=False)

@@ -10,7 +10,8 @@ The rules:
 - At `notify_after` idle: one notice. At `stop_after - warning`: one warning naming the stop date.
   When both are due at once (first run on an old resource) only the warning is sent.
 - Stop at `stop_after`, and never sooner than `warning` after a warning that was delivered.
-- Unknown is never idle. Exempt resources are skipped, and reported.
+- Unknown is never idle. Exempt resources are skipped, and reported; an exemption clears any
+  warning and stop date, so after a dated exemption ends a new warning comes before any stop.
 """
 
 from __future__ import annotations
@@ -31,55 +32,68 @@ from janitor.model import (
 from janitor.policy import Rule
 
 _TRUE_WORDS = frozenset({"true", "yes", "1", "on", "forever", "permanent"})
+_FALSE_WORDS = frozenset({"false", "no", "0", "off"})
 
 
 @dataclass(frozen=True, slots=True)
 class Exemption:
     exempt: bool
     reason: str
-    until: datetime | None = None
+    until: datetime | None = None  # the moment a dated exemption ends (None: no end, or none)
+    # When a dated exemption is over: the moment it ended. A warning delivered before then was
+    # given before (or during) the exemption and no longer counts: a new one is needed.
+    ended: datetime | None = None
 
 
 def exemption(tags: Mapping[str, str], tag_key: str, now: datetime) -> Exemption:
     """Read the opt-out tag: `true`, or an ISO date the exemption lasts until (inclusive).
 
-    A value that is neither is treated as exempt: somebody meant to opt out, and guessing
-    otherwise could stop something in use.
+    Any value other than `false` (or `no`, `0`, `off`) exempts, the empty value included (the
+    cloud consoles' "add tag" gives an empty value by default): somebody meant to opt out, and
+    guessing otherwise could stop something in use.
     """
     value = _tag(tags, tag_key)
     if value is None:
         return Exemption(False, "")
     text = value.strip()
+    if text == "":
+        return Exemption(True, f"tag {tag_key} (empty value)")
     if text.lower() in _TRUE_WORDS:
         return Exemption(True, f"tag {tag_key}={text}")
-    if text.lower() in {"false", "no", "0", "off", ""}:
+    if text.lower() in _FALSE_WORDS:
         return Exemption(False, f"tag {tag_key}={text} does not exempt")
     try:
         until_date = date.fromisoformat(text[:10])
     except ValueError:
         return Exemption(True, f"tag {tag_key}={text!r} is not 'true' or a date; treated as exempt")
+    if until_date >= date.max:
+        # 9999-12-31: the day after cannot be represented; the exemption never ends.
+        return Exemption(True, f"tag {tag_key} until {until_date.isoformat()}")
     until = datetime.combine(until_date + timedelta(days=1), time.min, tzinfo=UTC)
     if now < until:
         return Exemption(True, f"tag {tag_key} until {until_date.isoformat()}", until)
-    return Exemption(False, f"exemption expired on {until_date.isoformat()}")
+    return Exemption(False, f"exemption expired on {until_date.isoformat()}", ended=until)
 
 
 def _tag(tags: Mapping[str, str], key: str) -> str | None:
-    if key in tags:
-        return tags[key]
+    values = _tag_values(tags, key)
+    return values[0] if values else None
+
+
+def _tag_values(tags: Mapping[str, str], key: str) -> list[str]:
+    """Values of the tags named `key`, case-insensitively; an exact match first."""
     lowered = key.lower()
-    for k, v in tags.items():
-        if k.lower() == lowered:
-            return v
-    return None
+    exact = [tags[key]] if key in tags else []
+    return exact + [v for k, v in tags.items() if k != key and k.lower() == lowered]
 
 
 def owner_of(tags: Mapping[str, str], owner_tags: tuple[str, ...]) -> str | None:
-    """The first non-empty owner tag, in the policy's order."""
+    """The first non-empty owner tag, in the policy's order; tag keys match case-insensitively
+    (`OWNER=...` is an owner tag), an exact match first."""
     for key in owner_tags:
-        value = tags.get(key)
-        if value and value.strip():
-            return value.strip()
+        for value in _tag_values(tags, key):
+            if value.strip():
+                return value.strip()
     return None
 
 
@@ -171,6 +185,10 @@ def decide(
         return idle_decision(Action.NONE, "idle streak starts in the future")
 
     warned_at = streak.warned_at if streak else None
+    if warned_at is not None and exempt.ended is not None and warned_at < exempt.ended:
+        # Warned before a dated exemption ended: that warning was overtaken by the exemption
+        # (the owner was told "exempt", not "stopping"), so a new one must be delivered first.
+        warned_at = None
     notified_at = streak.notified_at if streak else None
     refusal = resource.stop_refusal or (None if rule.may_stop else "notify-only rule")
     may_stop = refusal is None
@@ -233,7 +251,13 @@ def next_state(
     """
     if decision.status is Status.ACTIVE:
         return None
-    if decision.status in (Status.UNKNOWN, Status.EXEMPT) or decision.streak_start is None:
+    if decision.status is Status.EXEMPT:
+        # An exemption voids any warning and stop date: once it ends, the owner is warned
+        # afresh before anything is stopped. The streak and a delivered notice are kept.
+        if prior is None or prior.stopped_at is not None:
+            return prior
+        return replace(prior, warned_at=None, stop_due=None)
+    if decision.status is Status.UNKNOWN or decision.streak_start is None:
         return prior
     start = decision.streak_start
     # `decide` folds a continuing streak into decision.streak_start (the earlier of the prior's

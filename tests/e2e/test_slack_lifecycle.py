@@ -88,7 +88,8 @@ def test_slack_down_means_no_stop_and_the_clock_starts_at_the_delivered_warning(
     code, day16 = run_json(capsys, "run", "--apply", "--as-of", slack_fleet.as_of(16))
     assert by_name(day16)["llm-summarizer-canary"]["outcome"] == "stopped"
     (stop_message,) = [m for m in messages_to(slack_server, BOB.id) if "Stopped" in m]
-    assert "janitor restore llm-summarizer-canary" in stop_message
+    assert "janitor restore arn:aws:sagemaker:" in stop_message  # by id (the ARN), pastable
+    assert ":endpoint/llm-summarizer-canary`" in stop_message
 
 
 def test_a_rate_limited_slack_is_waited_for(

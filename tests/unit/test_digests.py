@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shlex
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -20,7 +21,13 @@ from janitor.model import (
 )
 from janitor.notify.base import Digest
 from janitor.notify.console import ConsoleNotifier
-from janitor.notify.render import build_digests, digest_stage, item_line, render_text
+from janitor.notify.render import (
+    build_digests,
+    digest_stage,
+    item_line,
+    render_text,
+    restore_command,
+)
 
 NOW = datetime(2024, 6, 1, 9, 0, tzinfo=UTC)
 ACCOUNT = "123456789012"
@@ -174,8 +181,32 @@ def test_stopped_line_says_how_to_undo_it() -> None:
 
     (line,) = [ln for ln in render_text(digest).splitlines() if "gpu-2" in ln]
 
-    assert line.endswith("undo: janitor restore gpu-2")
+    assert line.endswith("undo: janitor restore i-gpu-2")  # by id: a name need not be unique
     assert "stops on" not in line
+
+
+@pytest.mark.parametrize(
+    "resource_id",
+    [
+        "i-0123456789abcdef0",
+        "arn:aws:sagemaker:us-east-1:123456789012:endpoint/llm-canary",
+        "bob's gpu box",
+        "$(touch pwned) `id` *; rm -rf ~",
+        'say "hi" \\ now',
+    ],
+)
+def test_the_undo_command_pastes_into_a_shell_as_one_argument(resource_id: str) -> None:
+    ref = ResourceRef(Cloud.AWS, "aws.ec2-gpu", ACCOUNT, "us-east-1", resource_id)
+    resource = Resource(ref, "gpu box", "running", NOW - timedelta(days=90))
+    verdict = Verdict.idle(ref, NOW - timedelta(days=40), "0% GPU")
+    decision = Decision(ref, Action.STOP, Status.IDLE, "stop it", idle_days=40.0)
+    finding = Finding(resource, verdict, decision, ALICE, 1.0, StopOutcome.STOPPED)
+    (digest,) = build_digests([finding], NOW)
+
+    command = item_line(digest.items[0]).rsplit("undo: ", 1)[1]
+
+    assert shlex.split(command) == ["janitor", "restore", resource_id]
+    assert restore_command(ref) == command
 
 
 def test_notice_line_has_idle_days_and_cost_but_no_date_or_undo() -> None:
@@ -225,7 +256,7 @@ def test_console_notifier_writes_the_digest_and_confirms() -> None:
     assert delivery.ok is True
     assert delivery.destination == f"console:{ALICE}"
     assert stream.getvalue() == render_text(digest, "keep-me") + "\n\n"
-    assert "janitor restore gpu-2" in stream.getvalue()
+    assert "janitor restore i-gpu-2" in stream.getvalue()
 
 
 def test_console_notifier_names_the_unowned_destination() -> None:

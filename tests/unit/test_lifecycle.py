@@ -314,6 +314,48 @@ ROWS = [
     ),
     pytest.param(
         Row(
+            now=71,
+            expect=Action.WARN,
+            tags={EXEMPT_TAG: day(69).date().isoformat()},
+            prior=state(notified=30, warned=53, stop_due=60),
+            stop_due=78,
+        ),
+        id="warned-before-a-dated-exemption-ended-is-warned-again-never-stopped",
+    ),
+    pytest.param(
+        Row(
+            now=77,
+            expect=Action.STOP,
+            tags={EXEMPT_TAG: day(69).date().isoformat()},
+            prior=state(notified=30, warned=70, stop_due=77),
+            stop_due=77,
+        ),
+        id="warned-after-the-exemption-ended-stops-on-the-new-date",
+    ),
+    pytest.param(
+        Row(
+            now=61,
+            expect=Action.SKIP,
+            status=Status.EXEMPT,
+            tags={"owner": "alice", EXEMPT_TAG: ""},
+            prior=state(notified=30, warned=53, stop_due=60),
+            streak_start=None,
+        ),
+        id="exempt-empty-value-skips",
+    ),
+    pytest.param(
+        Row(
+            now=61,
+            expect=Action.SKIP,
+            status=Status.EXEMPT,
+            tags={"owner": "alice", EXEMPT_TAG: "9999-12-31"},
+            prior=state(notified=30, warned=53, stop_due=60),
+            streak_start=None,
+        ),
+        id="exempt-until-9999-12-31-skips",
+    ),
+    pytest.param(
+        Row(
             now=61,
             expect=Action.SKIP,
             status=Status.EXEMPT,
@@ -560,7 +602,21 @@ STATE_ROWS = [
             False,
             state(notified=30),
         ),
-        id="exempt-keeps-prior",
+        id="exempt-keeps-notice",
+    ),
+    pytest.param(
+        StateRow(
+            state(notified=30, warned=33, stop_due=40),
+            _decision(Action.SKIP, Status.EXEMPT, start=None),
+            False,
+            False,
+            state(notified=30),
+        ),
+        id="exempt-clears-warning-and-stop-date",
+    ),
+    pytest.param(
+        StateRow(None, _decision(Action.SKIP, Status.EXEMPT, start=None), False, False, None),
+        id="exempt-without-prior-stores-nothing",
     ),
     pytest.param(
         StateRow(None, _decision(Action.SKIP, Status.UNKNOWN, start=None), False, False, None),
@@ -653,11 +709,16 @@ def test_current_streak(
 
 
 def simulate(
-    rule: Rule, *, delivered: Callable[[int], bool], days: int = 70
+    rule: Rule,
+    *,
+    delivered: Callable[[int], bool],
+    days: int = 70,
+    tags: Callable[[int], Mapping[str, str]] | None = None,
 ) -> tuple[list[tuple[int, Action]], dict[int, Decision]]:
     """One idle resource (created day 0, never used), one run per day, state fed back.
 
     Once stopped the resource is no longer listed by the scanner, so it is not decided on.
+    `tags(n)`: the resource's tags on day n (default: an owner tag only).
     """
     resource = make_resource()
     verdict = idle(0)
@@ -668,6 +729,8 @@ def simulate(
         if prior is not None and prior.stopped_at is not None:
             continue
         now = day(n)
+        if tags is not None:
+            resource = make_resource(tags=tags(n))
         decision = decide(resource=resource, verdict=verdict, prior=prior, rule=rule, now=now)
         decisions[n] = decision
         if decision.action is not Action.NONE:
@@ -719,6 +782,40 @@ def test_simulation_failed_notice_delivery_retries_next_day() -> None:
     ]
 
 
+def test_simulation_a_dated_exemption_resets_the_warning() -> None:
+    """Warned on day 53, exempted on day 55 until day 80 inclusive: on day 81 the owner is warned
+    again (stop 7 days later), never stopped on the old warning."""
+    until = day(80).date().isoformat()
+
+    def tags(n: int) -> Mapping[str, str]:
+        return {"owner": "alice", EXEMPT_TAG: until} if n >= 55 else {"owner": "alice"}
+
+    actions, decisions = simulate(DEFAULT_RULE, delivered=lambda n: True, days=100, tags=tags)
+
+    assert actions[:2] == [(30, Action.NOTIFY), (53, Action.WARN)]
+    assert all(decisions[n].status is Status.EXEMPT for n in range(55, 81))
+    assert decisions[81].action is Action.WARN
+    assert decisions[81].stop_due == day(88)
+    assert actions[2:] == [*((n, Action.SKIP) for n in range(55, 81)), (81, Action.WARN),
+                           (88, Action.STOP)]  # fmt: skip
+
+
+def test_simulation_an_exemption_removed_early_also_resets_the_warning() -> None:
+    """`true` set on day 55 and removed on day 58: warned again on day 58, stop on day 65."""
+
+    def tags(n: int) -> Mapping[str, str]:
+        return {"owner": "alice", EXEMPT_TAG: "true"} if 55 <= n < 58 else {"owner": "alice"}
+
+    actions, _ = simulate(DEFAULT_RULE, delivered=lambda n: True, days=100, tags=tags)
+
+    assert [a for a in actions if a[1] is not Action.SKIP] == [
+        (30, Action.NOTIFY),
+        (53, Action.WARN),
+        (58, Action.WARN),
+        (65, Action.STOP),
+    ]
+
+
 def test_simulation_notify_only_rule() -> None:
     actions, _ = simulate(NOTIFY_ONLY, delivered=lambda n: True, days=200)
 
@@ -743,7 +840,21 @@ def test_simulation_custom_durations() -> None:
         pytest.param({EXEMPT_TAG: " True "}, day(0), True, None, id="true-padded"),
         pytest.param({"JANITOR-EXEMPT": "yes"}, day(0), True, None, id="key-case-insensitive"),
         pytest.param({EXEMPT_TAG: "false"}, day(0), False, None, id="false"),
-        pytest.param({EXEMPT_TAG: ""}, day(0), False, None, id="empty"),
+        pytest.param({EXEMPT_TAG: ""}, day(0), True, None, id="empty-value-exempts"),
+        pytest.param({EXEMPT_TAG: "  "}, day(0), True, None, id="blank-value-exempts"),
+        pytest.param({"Janitor-Exempt": ""}, day(0), True, None, id="empty-any-key-case"),
+        pytest.param({EXEMPT_TAG: "off"}, day(0), False, None, id="off"),
+        pytest.param({EXEMPT_TAG: "9999-12-31"}, day(0), True, None, id="far-future-date"),
+        pytest.param(
+            {EXEMPT_TAG: "9999-12-31T23:59:59Z"}, day(0), True, None, id="far-future-datetime"
+        ),
+        pytest.param(
+            {EXEMPT_TAG: "9999-12-30"},
+            day(0),
+            True,
+            datetime(9999, 12, 31, tzinfo=UTC),
+            id="day-before-far-future",
+        ),
         pytest.param(
             {EXEMPT_TAG: "2024-01-10"},
             day(9) - timedelta(seconds=1),
@@ -774,6 +885,17 @@ def test_exemption(
     assert result.until == until
     if tags.get(EXEMPT_TAG) is not None:
         assert EXEMPT_TAG in result.reason or "expired" in result.reason
+
+
+def test_an_expired_exemption_says_when_it_ended() -> None:
+    assert exemption({EXEMPT_TAG: "2024-01-10"}, EXEMPT_TAG, day(11)).ended == day(10)
+    assert exemption({EXEMPT_TAG: "2024-01-10"}, EXEMPT_TAG, day(9)).ended is None
+    assert exemption({EXEMPT_TAG: "true"}, EXEMPT_TAG, day(9)).ended is None
+
+
+def test_a_far_future_exemption_names_its_date() -> None:
+    result = exemption({EXEMPT_TAG: "9999-12-31"}, EXEMPT_TAG, day(0))
+    assert result.reason == "tag janitor-exempt until 9999-12-31"
 
 
 def test_exemption_garbage_reason_explains() -> None:
@@ -810,6 +932,15 @@ def test_exemption_expired_reason_names_date() -> None:
         pytest.param({"owner-email": " a@x.io "}, DEFAULT_OWNER_TAGS, "a@x.io", id="stripped"),
         pytest.param({"team": "ml"}, DEFAULT_OWNER_TAGS, None, id="none"),
         pytest.param({"owner": "alice"}, (), None, id="no-owner-tags"),
+        pytest.param({"OWNER": "carol"}, DEFAULT_OWNER_TAGS, "carol", id="key-upper-case"),
+        pytest.param({"Owner-Email": "c@x.io"}, DEFAULT_OWNER_TAGS, "c@x.io", id="key-mixed-case"),
+        pytest.param(
+            {"OWNER": "carol", "owner": "alice"}, ("owner",), "alice", id="exact-key-first"
+        ),
+        pytest.param(
+            {"owner": " ", "OWNER": "carol"}, ("owner",), "carol", id="blank-exact-skipped"
+        ),
+        pytest.param({"Created-By": "ci"}, ("created-by",), "ci", id="policy-key-any-case"),
     ],
 )
 def test_owner_of(tags: dict[str, str], owner_tags: tuple[str, ...], expected: str | None) -> None:

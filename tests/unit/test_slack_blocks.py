@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -26,6 +27,7 @@ from janitor.notify.slack_blocks import (
     MAX_SECTION_TEXT,
     digest_messages,
     escape,
+    literal,
     local_time,
     summary_messages,
 )
@@ -144,3 +146,110 @@ def test_run_summary(count: int) -> None:
     if count > 20:
         assert f"and {count - 20} more" in text
     assert message.text.startswith("janitor run summary: notices 3")
+
+
+# -- values from the cloud are shown literally ---------------------------------------------------
+
+ZWSP = "\u200b"
+
+
+def mrkdwn_objects(node: object) -> list[dict[str, object]]:
+    """Every mrkdwn text object anywhere in a block tree."""
+    found: list[dict[str, object]] = []
+    if isinstance(node, dict):
+        if node.get("type") == "mrkdwn":
+            found.append(node)
+        for value in node.values():
+            found += mrkdwn_objects(value)
+    elif isinstance(node, list):
+        for value in node:
+            found += mrkdwn_objects(value)
+    return found
+
+
+def shown(text: str) -> str:
+    """What a reader sees of literal text: entities decoded, zero-width spaces invisible."""
+    return text.replace(ZWSP, "").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def test_every_mrkdwn_text_object_is_verbatim() -> None:
+    due = NOW + timedelta(days=7)
+    items = (item("a", Action.WARN, stop_due=due), item("b", Action.STOP), item("c", Action.NOTIFY))
+    messages = digest_messages(
+        Digest("alice@example.com", items, NOW),
+        zone=UTC,
+        exempt_tag="janitor-exempt",
+        note="Sent to #ml-spend because https://example.com",
+        max_blocks=6,  # several parts: the continuation context too
+    )
+    summary = summary_messages(["error: one"], {"notices": "1"})
+    objects = [o for m in [*messages, summary] for o in mrkdwn_objects(m.blocks)]
+    assert len(messages) > 1
+    assert len(objects) > 8
+    assert all(o.get("verbatim") is True for o in objects), objects
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "*prod*_model",
+        "_italic_ ~strike~ `code`",
+        "a*b*c",
+        "> quoted & <!here>",
+        "line one\n> line two *bold*",
+        "plain-name-01",
+    ],
+)
+def test_literal_shows_the_value_and_neutralises_every_formatting_character(value: str) -> None:
+    text = literal(value)
+    assert shown(text) == " ".join(value.splitlines())
+    assert "\n" not in text
+    assert not text.startswith(("&gt;", ">"))
+    assert "<" not in text
+    for index, char in enumerate(text):
+        if char in "*_~`":
+            assert text[index - 1] == ZWSP, (value, text)
+            assert text[index + 1] == ZWSP, (value, text)
+
+
+def test_a_name_with_formatting_characters_is_not_formatted_in_the_digest() -> None:
+    hostile = item("*prod*_model", Action.NOTIFY, evidence="no ~calls~ to _variant_a_")
+    (message,) = digest_messages(
+        Digest("_ops_@example.com", (hostile,), NOW), zone=UTC, exempt_tag="janitor-exempt"
+    )
+    text = all_text(message.blocks)
+    assert json.dumps(literal("*prod*_model"))[1:-1] in text
+    assert json.dumps(literal("no ~calls~ to _variant_a_"))[1:-1] in text
+    assert "*prod*" not in text
+    assert "_ops_" not in message.text
+
+
+def code_spans(text: str) -> list[str]:
+    """The code spans of mrkdwn text (``` blocks first, then single backticks)."""
+    if "```" in text:
+        return text.split("```")[1::2]
+    return text.split("`")[1::2]
+
+
+@pytest.mark.parametrize(
+    "resource_id",
+    [
+        "bob's gpu box",
+        "arn:aws:sagemaker:us-east-1:123456789012:endpoint/llm-canary",
+        "*a*_b_&<c>",
+        "tick`tock",
+    ],
+)
+def test_the_undo_command_in_slack_pastes_as_one_argument(resource_id: str) -> None:
+    stop = item(resource_id, Action.STOP)
+    (message,) = digest_messages(
+        Digest("alice@example.com", (stop,), NOW), zone=UTC, exempt_tag="janitor-exempt"
+    )
+    (section,) = [
+        b["text"]["text"] for b in message.blocks if "Undo:" in str(b.get("text", {}).get("text"))
+    ]
+    undo = section.split("Undo: ", 1)[1]
+    (command,) = code_spans(undo)
+    assert ZWSP not in command  # copied as it is shown
+    pasted = command.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    assert shlex.split(pasted) == ["janitor", "restore", resource_id]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import shlex
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from janitor.model import Action, Finding, StopOutcome
+from janitor.model import Action, Finding, ResourceRef, StopOutcome
 from janitor.notify.base import Digest, DigestItem
 
 _STAGES = (Action.WARN, Action.STOP, Action.NOTIFY)
@@ -42,6 +43,15 @@ def build_digests(findings: Iterable[Finding], as_of: datetime) -> list[Digest]:
     return digests
 
 
+def restore_command(ref: ResourceRef) -> str:
+    """The command that undoes a stop, ready to paste into a shell.
+
+    It names the resource by its id (unique, unlike a name) and shell-quotes it, so an id like
+    `bob's gpu box` reaches `janitor restore` as one argument.
+    """
+    return f"janitor restore {shlex.quote(ref.id)}"
+
+
 def _money(value: float | None) -> str:
     return "cost unknown" if value is None else f"${value:,.2f}/month"
 
@@ -57,7 +67,7 @@ def item_line(item: DigestItem) -> str:
     if item.stage is Action.WARN and f.decision.stop_due is not None:
         parts.append(f"stops on {f.decision.stop_due.astimezone(UTC):%Y-%m-%d %H:%M} UTC")
     if item.stage is Action.STOP:
-        parts.append(f"undo: janitor restore {f.resource.name}")
+        parts.append(f"undo: {restore_command(ref)}")
     return " | ".join(parts)
 
 

@@ -1,7 +1,9 @@
 """Slack messages for a digest: Block Kit with a plain-text fallback, split to Slack's limits.
 
-Every value that comes from a cloud (names, tags, owners, evidence) goes through `escape`, so a
-tag value like `<!channel>` can never ping a channel or forge a link.
+Every value that comes from a cloud (names, tags, owners, evidence, error messages) goes through
+`literal`, and every mrkdwn text object is `verbatim`, so a value is shown as it is: a tag value
+like `<!channel>` can never ping a channel or forge a link, `#general` or a URL is not linked,
+and a resource called `*prod*_model` is not turned bold or italic.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 from janitor.model import Action
 from janitor.notify.base import Digest, DigestItem
+from janitor.notify.render import restore_command
 
 MAX_BLOCKS = 50  # Slack's limit per message
 MAX_SECTION_TEXT = 3000  # Slack's limit per section text
@@ -28,8 +31,48 @@ _STAGE_ORDER = (Action.WARN, Action.STOP, Action.NOTIFY)
 
 
 def escape(text: str) -> str:
-    """Slack mrkdwn escaping: the three characters Slack gives meaning to."""
+    """Slack's control characters as the HTML entities Slack documents: `&`, `<` and `>`.
+
+    Enough for text janitor writes itself; a value from a cloud goes through `literal`.
+    """
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+ZERO_WIDTH_SPACE = "\u200b"
+# mrkdwn's formatting characters: *bold*, _italic_, ~strike~, `code`.
+_FORMATTING = "*_~`"
+
+
+def literal(value: str) -> str:
+    """A value from a cloud, for a mrkdwn text object, so that Slack shows it as it is.
+
+    Slack documents escapes only for its control characters `&`, `<` and `>` (HTML entities,
+    see "Formatting text for app surfaces"), and has no escape for the formatting characters
+    `*`, `_`, `~` and backtick (a backslash is shown, not honoured). Formatting applies only
+    where such a character opens or closes a span at a word boundary, so each one is wrapped
+    in zero-width spaces: whether a renderer takes the zero-width space for a space or for a
+    letter, the character then neither opens (a space follows it) nor closes (a space precedes
+    it) nor sits on a word boundary (letters either side), and is shown literally. The cost is
+    an invisible character in what a reader copies, which is why the restore command is given
+    in a code span (where Slack formats nothing) and not through this function.
+
+    `>` quotes only at the start of a line: line breaks in a value become spaces, and a value
+    starting with `>` is preceded by a zero-width space, so a value never starts a quote.
+    """
+    out = escape(" ".join(value.splitlines()))
+    for char in _FORMATTING:
+        out = out.replace(char, f"{ZERO_WIDTH_SPACE}{char}{ZERO_WIDTH_SPACE}")
+    if out.startswith("&gt;"):
+        out = ZERO_WIDTH_SPACE + out
+    return out
+
+
+def code(text: str) -> str:
+    """`text` in a code span, where Slack applies no formatting; only `&`, `<`, `>` need the
+    entities there. A backtick would end a single-backtick span (it has no escape), so text
+    with one goes in a triple-backtick block, which a single backtick cannot end."""
+    fence = "```" if "`" in text else "`"
+    return f"{fence}{escape(text)}{fence}"
 
 
 def _clip(text: str, limit: int) -> str:
@@ -48,8 +91,8 @@ def local_time(moment: datetime, zone: tzinfo) -> str:
 def item_text(item: DigestItem, zone: tzinfo) -> str:
     f = item.finding
     ref = f.resource.ref
-    where = f"{escape(ref.scope)}/{escape(ref.region)}"
-    lines = [f"*{escape(f.resource.name)}*  `{escape(ref.kind)}`  {where}"]
+    where = f"{literal(ref.scope)}/{literal(ref.region)}"
+    lines = [f"*{literal(f.resource.name)}*  `{escape(ref.kind)}`  {where}"]
     facts = []
     if f.decision.idle_days is not None:
         facts.append(f"idle {f.decision.idle_days:.0f} days")
@@ -58,9 +101,9 @@ def item_text(item: DigestItem, zone: tzinfo) -> str:
         facts.append(f"*stops on {local_time(f.decision.stop_due, zone)}*")
     lines.append(" · ".join(facts))
     if f.verdict.evidence:
-        lines.append(f"_{escape(_clip(f.verdict.evidence, 300))}_")
+        lines.append(f"_{literal(_clip(f.verdict.evidence, 300))}_")
     if item.stage is Action.STOP:
-        lines.append(f"Undo: `janitor restore {escape(f.resource.name)}`")
+        lines.append(f"Undo: {code(restore_command(ref))}")
     return _clip("\n".join(lines), MAX_SECTION_TEXT)
 
 
@@ -70,12 +113,19 @@ class SlackMessage:
     blocks: list[dict[str, Any]]
 
 
+def _mrkdwn(text: str, limit: int) -> dict[str, Any]:
+    # verbatim: Slack does not turn URLs, channel names or mentions in the plain text into links
+    # (markdown and the entities janitor writes still apply). Every mrkdwn object here may
+    # carry a cloud's value, so every one is verbatim.
+    return {"type": "mrkdwn", "text": _clip(text, limit), "verbatim": True}
+
+
 def _section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": _clip(text, MAX_SECTION_TEXT)}}
+    return {"type": "section", "text": _mrkdwn(text, MAX_SECTION_TEXT)}
 
 
 def _context(text: str) -> dict[str, Any]:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": _clip(text, 2000)}]}
+    return {"type": "context", "elements": [_mrkdwn(text, 2000)]}
 
 
 def digest_messages(
@@ -105,7 +155,7 @@ def digest_messages(
         _section(f"{escape(summary)}. Potential savings: *${total:,.2f}/month*."),
     ]
     if note:
-        head.append(_context(escape(note)))
+        head.append(_context(literal(note)))
     foot = [
         _context(
             f"To keep a resource, use it, or tag it `{escape(exempt_tag)}=true` "
@@ -123,15 +173,15 @@ def digest_messages(
 
     room = max_blocks - len(head) - len(foot)
     chunks = [body[i : i + room] for i in range(0, len(body), room)] or [[]]
-    fallback = escape(
-        _clip(
-            f"janitor: {who}: {summary}; potential savings ${total:,.2f}/month", MAX_FALLBACK_TEXT
-        )
+    # The top-level text is mrkdwn too (chat.postMessage formats it by default).
+    fallback = _clip(
+        f"janitor: {literal(who)}: {summary}; potential savings ${total:,.2f}/month",
+        MAX_FALLBACK_TEXT,
     )
     messages = []
     for index, chunk in enumerate(chunks):
         part = f" (part {index + 1} of {len(chunks)})" if len(chunks) > 1 else ""
-        blocks = (head if index == 0 else [_context(escape(f"{who}{part}"))]) + chunk
+        blocks = (head if index == 0 else [_context(f"{literal(who)}{part}")]) + chunk
         if index == len(chunks) - 1:
             blocks = blocks + foot
         messages.append(SlackMessage(fallback + part, blocks))
@@ -148,6 +198,6 @@ def summary_messages(lines: Sequence[str], figures: Mapping[str, str]) -> SlackM
     if lines:
         shown = list(lines[:20])
         more = f"\n…and {len(lines) - 20} more" if len(lines) > 20 else ""
-        blocks.append(_section("\n".join(f"• {escape(line)}" for line in shown) + more))
+        blocks.append(_section("\n".join(f"• {literal(line)}" for line in shown) + more))
     text = "janitor run summary: " + ", ".join(f"{k} {v}" for k, v in figures.items())
     return SlackMessage(escape(_clip(text, MAX_FALLBACK_TEXT)), blocks)
