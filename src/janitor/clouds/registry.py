@@ -39,8 +39,10 @@ _SPECS: tuple[KindSpec, ...] = (
             "application-autoscaling:DescribeScheduledActions",
             "sagemaker:DeleteEndpoint",
             # SageMaker's delete has Application Auto Scaling deregister the variants' targets,
-            # and fails without this permission; janitor also deregisters what is left.
+            # and fails without this permission; janitor also removes what is left.
             "application-autoscaling:DeregisterScalableTarget",
+            "application-autoscaling:DeleteScalingPolicy",
+            "application-autoscaling:DeleteScheduledAction",
             # restore
             "sagemaker:CreateModel",
             "iam:PassRole",  # the model's execution role, on CreateModel

@@ -31,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
@@ -492,6 +492,7 @@ def _input_shape(client: Any, operation: str) -> Shape:
 # Application Auto Scaling names a SageMaker variant by this resource id, in this namespace.
 SCALING_NAMESPACE: Final = "sagemaker"
 _SCALING_IDS_PER_CALL = 50  # DescribeScalableTargets accepts up to 50 ResourceIds
+_SCALING_KEYS = ("ServiceNamespace", "ResourceId", "ScalableDimension")
 
 
 def _variant_resource_id(endpoint: str, variant: str) -> str:
@@ -499,13 +500,13 @@ def _variant_resource_id(endpoint: str, variant: str) -> str:
 
 
 def _is_scaling_not_found(exc: ClientError) -> bool:
-    """Application Auto Scaling's "no such target": ObjectNotFoundException, or (moto, and
-    some older answers) a ValidationException saying none was found."""
+    """Application Auto Scaling's "no such target, policy or action": ObjectNotFoundException,
+    or (moto) a ValidationException saying none was found."""
     err = exc.response.get("Error", {})
     code = err.get("Code", "")
+    message = err.get("Message", "").lower()
     return code == "ObjectNotFoundException" or (
-        code == "ValidationException"
-        and "no scalable target found" in err.get("Message", "").lower()
+        code == "ValidationException" and message.startswith("no scal")
     )
 
 
@@ -627,30 +628,53 @@ class EndpointStopper:
         )
 
     def _deregister(self, recipe: Mapping[str, Any]) -> list[str]:
-        """Deregister the recorded scalable targets of the deleted endpoint.
+        """Take the deleted endpoint's recorded auto scaling down: its scheduled actions and
+        scaling policies, then its scalable targets.
 
         SageMaker's guide ("Delete endpoints configured for auto scaling") says that deleting an
         endpoint makes Application Auto Scaling deregister its variants' targets itself, when
         the caller may call DeregisterScalableTarget (and that the delete fails without that
-        permission, which janitor's policy therefore grants). A target still there (an
-        emulator, or that clean-up not yet done) is deregistered here, which also deletes its
-        policies, scheduled actions and alarms; "not found" is the normal answer. A failure
+        permission, which janitor's policy therefore grants). What is still there (an
+        emulator, or that clean-up not yet done) is removed here, in the order the guide gives
+        for updating such an endpoint (policies, then the target), so no policy or alarm is
+        left acting on an endpoint that is gone. "Not found" is the normal answer. A failure
         here does not undo the stop: it is said in the result.
         """
+        scaling: Mapping[str, Any] = recipe.get("scaling") or {}
+        client = self._autoscaling
+        calls: list[tuple[str, Callable[..., Any], dict[str, Any]]] = [
+            (
+                f"scheduled action {action['ScheduledActionName']}",
+                client.delete_scheduled_action,
+                {k: action[k] for k in (*_SCALING_KEYS, "ScheduledActionName")},
+            )
+            for action in scaling.get("scheduled_actions", [])
+        ]
+        calls += [
+            (
+                f"scaling policy {policy['PolicyName']}",
+                client.delete_scaling_policy,
+                {k: policy[k] for k in (*_SCALING_KEYS, "PolicyName")},
+            )
+            for policy in scaling.get("policies", [])
+        ]
+        calls += [
+            (
+                f"scalable target {target['ResourceId']}",
+                client.deregister_scalable_target,
+                {k: target[k] for k in _SCALING_KEYS},
+            )
+            for target in scaling.get("targets", [])
+        ]
         notes: list[str] = []
-        for target in recipe.get("scaling", {}).get("targets", []):
-            resource_id = str(target["ResourceId"])
+        for label, call, kwargs in calls:
             try:
-                self._autoscaling.deregister_scalable_target(
-                    ServiceNamespace=target["ServiceNamespace"],
-                    ResourceId=resource_id,
-                    ScalableDimension=target["ScalableDimension"],
-                )
+                call(**kwargs)
             except ClientError as exc:
                 if not _is_scaling_not_found(exc):
-                    notes.append(f"scalable target {resource_id} left registered: {one_line(exc)}")
+                    notes.append(f"{label} left in place: {one_line(exc)}")
             except BotoCoreError as exc:
-                notes.append(f"scalable target {resource_id} left registered: {one_line(exc)}")
+                notes.append(f"{label} left in place: {one_line(exc)}")
         return notes
 
     def _recipe(self, endpoint: Any, endpoint_tags: list[dict[str, str]]) -> dict[str, Any]:
@@ -948,9 +972,10 @@ class EndpointStopper:
         for action in scaling.get("scheduled_actions", []):
             self._autoscaling.put_scheduled_action(**action)
         variants = [str(t["ResourceId"]).rsplit("/", 1)[-1] for t in targets]
+        n_policies = len(scaling.get("policies", []))
         text = (
             f"registered auto scaling of variant(s) {_names(variants)} with "
-            f"{_plural(len(scaling.get('policies', [])), 'scaling policy')}"
+            f"{n_policies} scaling polic{'y' if n_policies == 1 else 'ies'}"
         )
         if n_actions := len(scaling.get("scheduled_actions", [])):
             text += f" and {_plural(n_actions, 'scheduled action')}"
