@@ -32,11 +32,27 @@ _SPECS: tuple[KindSpec, ...] = (
         action_permissions=(
             "sagemaker:DescribeEndpoint",
             "sagemaker:DescribeEndpointConfig",
+            "sagemaker:DescribeModel",
             "sagemaker:ListTags",
+            "application-autoscaling:DescribeScalableTargets",
+            "application-autoscaling:DescribeScalingPolicies",
+            "application-autoscaling:DescribeScheduledActions",
             "sagemaker:DeleteEndpoint",
+            # SageMaker's delete has Application Auto Scaling deregister the variants' targets,
+            # and fails without this permission; janitor also removes what is left.
+            "application-autoscaling:DeregisterScalableTarget",
+            "application-autoscaling:DeleteScalingPolicy",
+            "application-autoscaling:DeleteScheduledAction",
+            # restore
+            "sagemaker:CreateModel",
+            "iam:PassRole",  # the model's execution role, on CreateModel
             "sagemaker:CreateEndpoint",
             "sagemaker:CreateEndpointConfig",
             "sagemaker:AddTags",
+            "sagemaker:UpdateEndpointWeightsAndCapacities",
+            "application-autoscaling:RegisterScalableTarget",
+            "application-autoscaling:PutScalingPolicy",
+            "application-autoscaling:PutScheduledAction",
         ),
         stoppable_states=("InService",),
         thresholds={"invocations_per_day": 0.0},

@@ -6,8 +6,8 @@ behind a small middleware that
 * counts requests per operation (`calls["monitoring.GetMetricData"]`), including retried and
   faulted ones: the service comes from the SigV4 credential scope, the operation from
   X-Amz-Target, the `Action` parameter, the RPC-v2 path, or else "METHOD /path";
-* injects faults (`throttle`, `fail`) shaped like the real service's errors for its protocol, so
-  botocore parses and retries them exactly as it would in AWS;
+* injects faults (`throttle`, `fail`, `fail_after_applying`) shaped like the real service's
+  errors for its protocol, so botocore parses and retries them exactly as it would in AWS;
 * answers CloudTrail `LookupEvents` (moto has no event history) from events added with
   `add_cloudtrail_event`.
 
@@ -86,6 +86,7 @@ class _Fault:
     code: str | None  # None: the protocol's own throttling code
     status: int
     message: str
+    apply: bool = False  # the request reaches moto and takes effect; its answer is replaced
 
 
 @dataclass(frozen=True, slots=True)
@@ -403,6 +404,19 @@ class AwsDevServer(BackgroundServer[Serving]):
         )
         self._add_faults(operation, times, _Fault(code, status, message), after=after)
 
+    def fail_after_applying(
+        self,
+        operation: str,
+        times: int = 1,
+        code: str = "InternalFailure",
+        status: int = 500,
+    ) -> None:
+        """The next `times` requests of `operation` take effect in moto, then are answered with
+        `code` and `status` (a 5xx by default, which botocore retries): a call that succeeded
+        but whose answer was lost, so the retry meets the state the first call left."""
+        message = f"{code} (injected by AwsDevServer after the request was applied)"
+        self._add_faults(operation, times, _Fault(code, status, message, apply=True))
+
     def _add_faults(self, operation: str, times: int, fault: _Fault, *, after: int = 0) -> None:
         if "." not in operation:
             raise ValueError(f"operation must look like 'service.Operation', got {operation!r}")
@@ -471,6 +485,8 @@ class AwsDevServer(BackgroundServer[Serving]):
                 pending = self._faults.get(call.key)
                 fault = pending.popleft() if pending else None
             if fault is not None:
+                if fault.apply:
+                    _apply_and_discard(app, environ)
                 code, status = fault.code, fault.status
                 if code is None:
                     code, status = _throttling_code(call)
@@ -683,6 +699,23 @@ def _decode_token(token: str, fingerprint: str, code: str = "InvalidNextTokenExc
             "The NextToken does not match the parameters of the previous call.",
         )
     return offset
+
+
+def _apply_and_discard(app: WsgiApp, environ: dict[str, Any]) -> None:
+    """Run the request through `app` and throw its answer away."""
+    _read_body(environ)  # buffered, so the app can read it
+
+    def ignore(status: str, headers: list[Any], exc_info: Any = None) -> Callable[[bytes], Any]:
+        return lambda data: None
+
+    answer = app(environ, ignore)
+    try:
+        for _chunk in answer:
+            pass
+    finally:
+        close = getattr(answer, "close", None)
+        if close is not None:
+            close()
 
 
 def _respond(

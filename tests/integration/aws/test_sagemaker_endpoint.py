@@ -15,7 +15,7 @@ from janitor.clouds import registry
 from janitor.clouds.aws import sagemaker_endpoint
 from janitor.clouds.aws.sagemaker_endpoint import KIND
 from janitor.clouds.aws.session import AwsScope
-from janitor.clouds.base import KindHandlers, stop_now
+from janitor.clouds.base import KindHandlers, RestoreFailed, stop_now
 from janitor.devserver.aws import ACCOUNT_ID, AwsDevServer
 from janitor.devserver.timetravel import at, put_daily_metric
 from janitor.model import Cloud, Confidence, Resource, ResourceRef, Status, StopOutcome, Window
@@ -937,3 +937,357 @@ def test_the_whole_cycle_through_the_registry(scope: ScopeFactory, aws_env: AwsD
     assert result.restore is not None
     h.stopper.restore(result.restore)
     assert sorted(r.name for r in h.scanner.scan()) == ["ep-busy", "ep-idle"]
+
+
+# -- the whole endpoint in the recipe: models, current counts, auto scaling -----------------
+
+
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/serve:2"
+MODEL_DATA = "s3://models/ep/model.tar.gz"
+SCALING_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
+
+
+def make_full_model(sagemaker: Any, name: str) -> None:
+    """A model as a user deploys one: image, model data, environment, VPC, tags."""
+    sagemaker.create_model(
+        ModelName=name,
+        ExecutionRoleArn=ROLE,
+        PrimaryContainer={
+            "Image": IMAGE,
+            "ModelDataUrl": MODEL_DATA,
+            "Environment": {"SAGEMAKER_PROGRAM": "serve.py", "MAX_BATCH": "8"},
+        },
+        VpcConfig={"SecurityGroupIds": ["sg-0123"], "Subnets": ["subnet-0a", "subnet-0b"]},
+        Tags=[{"Key": "team", "Value": "nlp"}],
+    )
+
+
+def make_endpoint_on(sagemaker: Any, name: str, model: str, variants: Sequence[str]) -> None:
+    sagemaker.create_endpoint_config(
+        EndpointConfigName=f"{name}-config",
+        ProductionVariants=[
+            {
+                "VariantName": variant,
+                "ModelName": model,
+                "InstanceType": "ml.g4dn.xlarge",
+                "InitialInstanceCount": 1,
+                "InitialVariantWeight": 1.0,
+            }
+            for variant in variants
+        ],
+    )
+    with at(CREATED):
+        sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=f"{name}-config")
+
+
+def add_auto_scaling(autoscaling: Any, endpoint: str, variant: str) -> None:
+    """A scalable target (1 to 4 instances), a target tracking policy, a step policy and a
+    scheduled action on the variant."""
+    resource_id = f"endpoint/{endpoint}/variant/{variant}"
+    common = {
+        "ServiceNamespace": "sagemaker",
+        "ResourceId": resource_id,
+        "ScalableDimension": SCALING_DIMENSION,
+    }
+    autoscaling.register_scalable_target(**common, MinCapacity=1, MaxCapacity=4)
+    autoscaling.put_scaling_policy(
+        **common,
+        PolicyName="invocations-per-instance",
+        PolicyType="TargetTrackingScaling",
+        TargetTrackingScalingPolicyConfiguration={
+            "TargetValue": 70.0,
+            "PredefinedMetricSpecification": {
+                "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
+            },
+            "ScaleInCooldown": 300,
+            "ScaleOutCooldown": 60,
+        },
+    )
+    autoscaling.put_scaling_policy(
+        **common,
+        PolicyName="step-out",
+        PolicyType="StepScaling",
+        StepScalingPolicyConfiguration={
+            "AdjustmentType": "ChangeInCapacity",
+            "StepAdjustments": [{"MetricIntervalLowerBound": 0.0, "ScalingAdjustment": 1}],
+            "Cooldown": 120,
+        },
+    )
+    autoscaling.put_scheduled_action(
+        **common,
+        ScheduledActionName="nightly-low",
+        Schedule="cron(0 22 * * ? *)",
+        ScalableTargetAction={"MinCapacity": 1, "MaxCapacity": 2},
+    )
+
+
+def scaling_state(autoscaling: Any, endpoint: str, variant: str) -> dict[str, Any]:
+    """What Application Auto Scaling holds for the variant, without ARNs and dates."""
+    resource_id = f"endpoint/{endpoint}/variant/{variant}"
+    targets = autoscaling.describe_scalable_targets(
+        ServiceNamespace="sagemaker", ResourceIds=[resource_id]
+    )["ScalableTargets"]
+    policies = autoscaling.describe_scaling_policies(
+        ServiceNamespace="sagemaker", ResourceId=resource_id
+    )["ScalingPolicies"]
+    actions = autoscaling.describe_scheduled_actions(
+        ServiceNamespace="sagemaker", ResourceId=resource_id
+    )["ScheduledActions"]
+    return {
+        "targets": [(t["MinCapacity"], t["MaxCapacity"]) for t in targets],
+        "policies": sorted(
+            (
+                p["PolicyName"],
+                p["PolicyType"],
+                p.get("TargetTrackingScalingPolicyConfiguration"),
+                p.get("StepScalingPolicyConfiguration"),
+            )
+            for p in policies
+            if p["ResourceId"] == resource_id
+        ),
+        "actions": [
+            (a["ScheduledActionName"], a["Schedule"], a["ScalableTargetAction"]) for a in actions
+        ],
+    }
+
+
+def current_variants(sagemaker: Any, endpoint: str) -> dict[str, tuple[int, float]]:
+    described = sagemaker.describe_endpoint(EndpointName=endpoint)
+    return {
+        v["VariantName"]: (v["CurrentInstanceCount"], v["CurrentWeight"])
+        for v in described["ProductionVariants"]
+    }
+
+
+def test_stop_records_the_model_and_restore_recreates_it_once_cleaned_up(
+    scope: ScopeFactory, aws_env: AwsDevServer
+) -> None:
+    sagemaker = scope().client("sagemaker")
+    make_full_model(sagemaker, "ep-model")
+    make_endpoint_on(sagemaker, "ep", "ep-model", ["AllTraffic"])
+    h = handlers(scope)
+
+    result = stop_now(h.stopper, resource("ep"))
+
+    assert result.outcome is StopOutcome.STOPPED
+    recipe = json.loads(json.dumps(result.restore))
+    [model] = recipe["models"]
+    assert model["ModelName"] == "ep-model"
+    assert model["ExecutionRoleArn"] == ROLE
+    assert model["PrimaryContainer"]["Image"] == IMAGE
+    assert model["PrimaryContainer"]["ModelDataUrl"] == MODEL_DATA
+    assert model["PrimaryContainer"]["Environment"] == {
+        "SAGEMAKER_PROGRAM": "serve.py",
+        "MAX_BATCH": "8",
+    }
+    assert model["VpcConfig"]["Subnets"] == ["subnet-0a", "subnet-0b"]
+    assert model["Tags"] == [{"Key": "team", "Value": "nlp"}]
+    assert "ModelArn" not in model
+    assert "CreationTime" not in model
+    # Once the endpoint is gone its model and config look unused; a cleaner deletes them.
+    sagemaker.delete_model(ModelName="ep-model")
+    sagemaker.delete_endpoint_config(EndpointConfigName="ep-config")
+
+    message = h.stopper.restore(recipe)
+
+    assert message == "recreated model ep-model, endpoint config ep-config and endpoint ep"
+    again = sagemaker.describe_model(ModelName="ep-model")
+    assert again["ExecutionRoleArn"] == ROLE
+    assert again["PrimaryContainer"]["Image"] == IMAGE
+    assert again["PrimaryContainer"]["ModelDataUrl"] == MODEL_DATA
+    assert again["PrimaryContainer"]["Environment"]["MAX_BATCH"] == "8"
+    assert again["VpcConfig"]["SecurityGroupIds"] == ["sg-0123"]
+    assert sagemaker.list_tags(ResourceArn=again["ModelArn"])["Tags"] == [
+        {"Key": "team", "Value": "nlp"}
+    ]
+    assert sagemaker.describe_endpoint(EndpointName="ep")["EndpointStatus"] == "InService"
+
+
+def test_restore_recreates_only_the_missing_model_of_a_kept_config(scope: ScopeFactory) -> None:
+    sagemaker = scope().client("sagemaker")
+    make_full_model(sagemaker, "ep-model")
+    make_endpoint_on(sagemaker, "ep", "ep-model", ["AllTraffic"])
+    h = handlers(scope)
+    recipe = stop_now(h.stopper, resource("ep")).restore
+    assert recipe is not None
+    sagemaker.delete_model(ModelName="ep-model")
+
+    message = h.stopper.restore(recipe)
+
+    assert message == "recreated model ep-model and endpoint ep"
+    assert sagemaker.describe_model(ModelName="ep-model")["PrimaryContainer"]["Image"] == IMAGE
+
+
+def test_stop_refuses_when_the_model_is_gone(scope: ScopeFactory, aws_env: AwsDevServer) -> None:
+    sagemaker = scope().client("sagemaker")
+    make_endpoint(sagemaker, "ep")
+    sagemaker.delete_model(ModelName="ep-model")  # SageMaker allows it under a live endpoint
+
+    result = stop_now(handlers(scope).stopper, resource("ep"))
+
+    assert result.outcome is StopOutcome.REFUSED_STATE
+    assert "model ep-model" in result.message
+    assert "cannot record how to restore" in result.message
+    assert sagemaker.describe_endpoint(EndpointName="ep")["EndpointStatus"] == "InService"
+    assert aws_env.calls["sagemaker.DeleteEndpoint"] == 0
+
+
+def test_restore_puts_back_auto_scaling_and_the_current_counts_and_weights(
+    scope: ScopeFactory, aws_env: AwsDevServer
+) -> None:
+    s = scope()
+    sagemaker, autoscaling = s.client("sagemaker"), s.client("application-autoscaling")
+    make_full_model(sagemaker, "ep-model")
+    make_endpoint_on(sagemaker, "ep", "ep-model", ["blue", "green"])
+    add_auto_scaling(autoscaling, "ep", "blue")
+    # Scaled out since it was created: the config still says 1 instance and weight 1.
+    sagemaker.update_endpoint_weights_and_capacities(
+        EndpointName="ep",
+        DesiredWeightsAndCapacities=[
+            {"VariantName": "blue", "DesiredInstanceCount": 3, "DesiredWeight": 2.0}
+        ],
+    )
+    before_counts = current_variants(sagemaker, "ep")
+    assert before_counts == {"blue": (3, 2.0), "green": (1, 1.0)}
+    before_scaling = scaling_state(autoscaling, "ep", "blue")
+    assert before_scaling["targets"] == [(1, 4)]
+    assert len(before_scaling["policies"]) == 2
+    h = handlers(scope)
+
+    result = stop_now(h.stopper, resource("ep"))
+
+    assert result.outcome is StopOutcome.STOPPED, result.message
+    assert result.message == "deleted endpoint ep; endpoint config ep-config kept", result.message
+    recipe = json.loads(json.dumps(result.restore))
+    assert recipe["variants"] == [
+        {"VariantName": "blue", "CurrentInstanceCount": 3, "CurrentWeight": 2.0},
+        {"VariantName": "green", "CurrentInstanceCount": 1, "CurrentWeight": 1.0},
+    ]
+    assert [t["ResourceId"] for t in recipe["scaling"]["targets"]] == ["endpoint/ep/variant/blue"]
+    assert "RoleARN" not in recipe["scaling"]["targets"][0]
+    assert sorted(p["PolicyName"] for p in recipe["scaling"]["policies"]) == [
+        "invocations-per-instance",
+        "step-out",
+    ]
+    assert [a["ScheduledActionName"] for a in recipe["scaling"]["scheduled_actions"]] == [
+        "nightly-low"
+    ]
+    # The endpoint's scalable target does not outlive it.
+    assert scaling_state(autoscaling, "ep", "blue") == {
+        "targets": [],
+        "policies": [],
+        "actions": [],
+    }
+    assert aws_env.calls["application-autoscaling.DeregisterScalableTarget"] == 1
+
+    message = h.stopper.restore(recipe)
+
+    assert message == (
+        "recreated endpoint ep from endpoint config ep-config; put back instance counts and "
+        "weights of variant(s) blue (3 instances, weight 2); registered auto scaling of "
+        "variant(s) blue with 2 scaling policies and 1 scheduled action"
+    )
+    assert current_variants(sagemaker, "ep") == before_counts
+    assert scaling_state(autoscaling, "ep", "blue") == before_scaling
+
+
+def test_a_delete_retried_after_it_succeeded_is_a_stop_with_its_recipe(
+    scope: ScopeFactory, aws_env: AwsDevServer
+) -> None:
+    sagemaker = scope().client("sagemaker")
+    make_endpoint(sagemaker, "ep", tags={"owner": "ann"})
+    h = handlers(scope)
+    # The delete goes through, but its answer is a 500: botocore retries, and the retry
+    # finds the endpoint gone.
+    aws_env.fail_after_applying("sagemaker.DeleteEndpoint")
+
+    result = stop_now(h.stopper, resource("ep"))
+
+    assert aws_env.calls["sagemaker.DeleteEndpoint"] == 2
+    assert result.outcome is StopOutcome.STOPPED
+    assert "retried delete found it already gone" in result.message
+    assert result.restore is not None
+    assert result.restore["endpoint_config_name"] == "ep-config"
+    assert _not_found(lambda: sagemaker.describe_endpoint(EndpointName="ep"))
+
+    assert h.stopper.restore(result.restore) == (
+        "recreated endpoint ep from endpoint config ep-config"
+    )
+    assert sagemaker.describe_endpoint(EndpointName="ep")["EndpointStatus"] == "InService"
+
+
+def _set_endpoint_status(name: str, status: str) -> None:
+    """Move the dev server's endpoint to `status` (moto makes every endpoint InService at once;
+    a real one is Creating for minutes)."""
+    from moto.sagemaker.models import sagemaker_backends
+
+    sagemaker_backends[ACCOUNT_ID]["us-east-1"].endpoints[name].endpoint_status = status
+
+
+def test_restore_says_to_run_again_when_the_endpoint_is_not_in_service_in_time(
+    scope: ScopeFactory, aws_env: AwsDevServer
+) -> None:
+    s = scope()
+    sagemaker, autoscaling = s.client("sagemaker"), s.client("application-autoscaling")
+    make_full_model(sagemaker, "ep-model")
+    make_endpoint_on(sagemaker, "ep", "ep-model", ["blue"])
+    add_auto_scaling(autoscaling, "ep", "blue")
+    sagemaker.update_endpoint_weights_and_capacities(
+        EndpointName="ep",
+        DesiredWeightsAndCapacities=[
+            {"VariantName": "blue", "DesiredInstanceCount": 2, "DesiredWeight": 1.0}
+        ],
+    )
+    stopper = sagemaker_endpoint.EndpointStopper(
+        sagemaker,
+        autoscaling,
+        account_id=ACCOUNT_ID,
+        region="us-east-1",
+        in_service_wait=timedelta(0),  # one look, no sleep
+    )
+    recipe = stop_now(stopper, resource("ep")).restore
+    assert recipe is not None
+    # A first restore recreated the endpoint; it is still being created.
+    sagemaker.create_endpoint(EndpointName="ep", EndpointConfigName="ep-config")
+    _set_endpoint_status("ep", "Creating")
+    aws_env.reset_calls()
+
+    with pytest.raises(RestoreFailed, match="is Creating, not InService.*run restore again"):
+        stopper.restore(recipe)
+    assert scaling_state(autoscaling, "ep", "blue")["targets"] == []
+    assert aws_env.calls["sagemaker.UpdateEndpointWeightsAndCapacities"] == 0
+
+    _set_endpoint_status("ep", "InService")
+    message = stopper.restore(recipe)
+
+    assert message.startswith("endpoint ep already exists; put back instance counts")
+    assert current_variants(sagemaker, "ep") == {"blue": (2, 1.0)}
+    assert scaling_state(autoscaling, "ep", "blue")["targets"] == [(1, 4)]
+
+
+def test_restore_of_an_endpoint_that_failed_to_come_up_says_why(scope: ScopeFactory) -> None:
+    s = scope()
+    sagemaker, autoscaling = s.client("sagemaker"), s.client("application-autoscaling")
+    make_endpoint(sagemaker, "ep")
+    add_auto_scaling(autoscaling, "ep", "AllTraffic")
+    h = handlers(scope)
+    recipe = stop_now(h.stopper, resource("ep")).restore
+    assert recipe is not None
+    sagemaker.create_endpoint(EndpointName="ep", EndpointConfigName="ep-config")
+    _set_endpoint_status("ep", "Failed")
+
+    with pytest.raises(RestoreFailed, match="endpoint ep Failed"):
+        h.stopper.restore(recipe)
+    assert scaling_state(autoscaling, "ep", "AllTraffic")["targets"] == []
+
+
+def test_restore_of_an_old_recipe_without_models_or_scaling(scope: ScopeFactory) -> None:
+    """Recipes recorded before models and auto scaling were: restore as before."""
+    sagemaker = scope().client("sagemaker")
+    make_endpoint(sagemaker, "ep")
+    h = handlers(scope)
+    recipe = dict(stop_now(h.stopper, resource("ep")).restore or {})
+    for key in ("models", "variants", "scaling"):
+        del recipe[key]
+
+    assert h.stopper.restore(recipe) == "recreated endpoint ep from endpoint config ep-config"
