@@ -198,7 +198,7 @@ class NotifierSettings(_Strict):
 
 class PolicyModel(_Strict):
     version: Literal[1] = 1
-    state_url: str | None = None
+    state_url: str | None = Field(default=None, min_length=1)  # None: the user's data directory
     defaults: Defaults = Defaults()
     aws: AwsSettings = AwsSettings()
     notifier: NotifierSettings = NotifierSettings()
