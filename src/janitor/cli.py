@@ -1,7 +1,9 @@
 """The `janitor` command. Parses flags, calls the pipeline, renders the report. Nothing else.
 
 Exit codes: 0 all went well; 1 a scope, a stop or a delivery failed (the rest of the run still
-completed), or another run holds the lock; 2 bad usage or a bad policy.
+completed), another run holds the lock, or the report could not be written at the end; 2 bad
+usage, a bad policy or a bad setting (state URL, --output, Slack variables), found before anything
+is done.
 """
 
 from __future__ import annotations
@@ -35,6 +37,10 @@ MAX_DEMO_DAYS = 365
 
 class UsageError(Exception):
     pass
+
+
+class OutputError(Exception):
+    """The report could not be written after the command ran (disk full): exit 1."""
 
 
 def parse_as_of(text: str) -> datetime:
@@ -106,7 +112,7 @@ def _emit(text: str, output: str | None) -> None:
         try:
             Path(output).write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
         except OSError as exc:
-            raise UsageError(
+            raise OutputError(
                 f"--output {output}: cannot write the report: {exc.strerror}"
             ) from None
     else:
@@ -433,6 +439,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"janitor: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except OutputError as exc:
+        print(f"janitor: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except LockHeld as exc:
         print(f"janitor: {exc}; not acting", file=sys.stderr)
         return EXIT_FAILED

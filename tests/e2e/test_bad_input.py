@@ -265,8 +265,13 @@ def test_output_check_leaves_no_file_behind(
 def test_report_that_cannot_be_written_at_the_end_is_one_line(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    """Writable when checked, full when written: the command ran, so exit 1, not 2."""
     _no_aws_credentials(monkeypatch, tmp_path)
-    refused(capsys, ["scan", "--output", "/dev/full"], "cannot write the report")
+    assert cli.main(["scan", "--output", "/dev/full"]) == 1
+    captured = capsys.readouterr()
+    (line,) = captured.err.strip().splitlines()
+    assert line.startswith("janitor: --output /dev/full: cannot write the report")
+    assert "Traceback" not in captured.err
 
 
 # --- Slack settings in the environment ---------------------------------------------------------
