@@ -1,7 +1,9 @@
 """The `janitor` command. Parses flags, calls the pipeline, renders the report. Nothing else.
 
 Exit codes: 0 all went well; 1 a scope, a stop or a delivery failed (the rest of the run still
-completed), or another run holds the lock; 2 bad usage or a bad policy.
+completed), another run holds the lock, or the report could not be written at the end; 2 bad
+usage, a bad policy or a bad setting (state URL, --output, Slack variables), found before anything
+is done.
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from janitor import __version__
 from janitor.notify.base import Notifier
@@ -23,11 +25,22 @@ from janitor.policy import Policy, PolicyError, load_policy
 from janitor.state import StateStore, open_store
 from janitor.state.base import LockHeld
 
+if TYPE_CHECKING:
+    from janitor.report import RunReport
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+AS_OF_RANGE = timedelta(days=36525)  # 100 years either side of now
+MAX_DEMO_DAYS = 365
 
 
 class UsageError(Exception):
     pass
+
+
+class OutputError(Exception):
+    """The report could not be written after the command ran (disk full): exit 1."""
 
 
 def parse_as_of(text: str) -> datetime:
@@ -35,12 +48,16 @@ def parse_as_of(text: str) -> datetime:
     value = text.strip()
     try:
         if len(value) == 10:
-            return datetime.combine(date.fromisoformat(value), time.min, tzinfo=UTC)
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+            moment = datetime.combine(date.fromisoformat(value), time.min, tzinfo=UTC)
+        else:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         raise UsageError(f"--as-of {text!r}: not an ISO 8601 date or time") from None
     if moment.tzinfo is None:
         raise UsageError(f"--as-of {text!r}: give a time zone, e.g. {value}Z or {value}+00:00")
+    # Dates are computed from it (stop dates, windows): far from today they overflow mid-run.
+    if abs(moment - datetime.now(UTC)) > AS_OF_RANGE:
+        raise UsageError(f"--as-of {text!r}: out of range: give a time within 100 years of now")
     return moment.astimezone(UTC)
 
 
@@ -92,9 +109,65 @@ def _progress() -> Iterator[Progress | None]:
 
 def _emit(text: str, output: str | None) -> None:
     if output:
-        Path(output).write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+        try:
+            Path(output).write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise OutputError(
+                f"--output {output}: cannot write the report: {exc.strerror}"
+            ) from None
     else:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def _emit_report(report: RunReport, args: argparse.Namespace) -> None:
+    """The report in its format; what the format cannot carry (CSV: skipped clouds, errors)
+    goes to stderr, one line each."""
+    from janitor.report import render, stderr_lines
+
+    _emit(render(report, args.format), args.output)
+    for line in stderr_lines(report, args.format):
+        print(f"janitor: {line}", file=sys.stderr)
+
+
+def _check_output(output: str) -> None:
+    """--output must be writable before anything is done: a report lost after a run has acted
+    is an audit lost. Tried for real (opened for appending), and removed again if new."""
+    if not output.strip():
+        raise UsageError("--output '': give a file name")
+    path = Path(output)
+    if path.is_dir():
+        raise UsageError(f"--output {output}: is a directory; give a file name")
+    existed = path.exists()
+    try:
+        with path.open("a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"--output {output}: cannot write here: {exc.strerror}") from None
+    if not existed:
+        path.unlink(missing_ok=True)
+
+
+def _preflight(args: argparse.Namespace) -> None:
+    """Bad input that needs no policy and no cloud: one line, exit 2, before anything is done."""
+    as_of: str | None = getattr(args, "as_of", None)
+    if as_of:
+        parse_as_of(as_of)
+    output: str | None = getattr(args, "output", None)
+    if output is not None:
+        _check_output(output)
+    if args.command == "history" and args.limit < 1:
+        raise UsageError(f"history --limit {args.limit}: give 1 or more events to show")
+    if args.command == "demo" and not 0 <= args.days <= MAX_DEMO_DAYS:
+        raise UsageError(
+            f"demo --days {args.days}: give a number of days from 0 to {MAX_DEMO_DAYS}"
+        )
+    if args.command in ("run", "validate"):
+        from janitor.notify.slack import SlackConfigError, check_environment
+
+        try:
+            check_environment(os.environ)
+        except SlackConfigError as exc:
+            raise UsageError(str(exc)) from None
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -106,13 +179,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_scan(args: argparse.Namespace) -> int:
     from janitor import pipeline
-    from janitor.report import render
 
     policy = _policy(args)
     now = _now(args)
     with _store(policy) as store, _progress() as progress:
         report = pipeline.scan(policy, now=now, store=store, progress=progress)
-    _emit(render(report, args.format), args.output)
+    _emit_report(report, args)
     return report.exit_code()
 
 
@@ -161,7 +233,6 @@ def _console(policy: Policy, fmt: str) -> Notifier:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from janitor import pipeline
-    from janitor.report import render
 
     policy = _policy(args)
     now = _now(args)
@@ -176,7 +247,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             apply=args.apply,
             progress=progress,
         )
-    _emit(render(report, args.format), args.output)
+    _emit_report(report, args)
     return report.exit_code()
 
 
@@ -250,8 +321,17 @@ def build_parser() -> argparse.ArgumentParser:
         prog="janitor",
         description="Find idle ML cloud resources, warn their owners, then stop them safely.",
     )
-    parser.add_argument("--version", action="version", version=f"janitor {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument(
+        "--version", action="version", version=f"janitor {__version__}", help="print the version"
+    )
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help="what to do (COMMAND -h: its help)"
+    )
+
+    def command(name: str, summary: str, details: str = "") -> argparse.ArgumentParser:
+        """A subcommand: `summary` is its line in `janitor -h` and the top of `janitor NAME -h`."""
+        sentence = summary[0].upper() + summary[1:] + "."
+        return sub.add_parser(name, help=summary, description=f"{sentence} {details}".strip())
 
     def with_policy(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p.add_argument(
@@ -270,27 +350,70 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     def with_format(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--format", choices=["table", "json", "csv", "markdown"], default="table")
+        p.add_argument(
+            "--format",
+            choices=["table", "json", "csv", "markdown"],
+            default="table",
+            help="report format (default: table); with csv, skipped clouds and errors go to stderr",
+        )
         p.add_argument("--output", metavar="FILE", help="write the report here, not stdout")
 
-    with_policy(sub.add_parser("validate", help="check a policy without calling any cloud"))
-    p = with_policy(sub.add_parser("scan", help="report idle resources (read-only, always)"))
+    with_policy(
+        command(
+            "validate",
+            "check a policy without calling any cloud",
+            "Also checks the Slack settings in the environment.",
+        )
+    )
+    p = with_policy(
+        command("scan", "report idle resources (read-only, always)", "Sends and stops nothing.")
+    )
     with_as_of(p)
     with_format(p)
     p = with_policy(
-        sub.add_parser("run", help="one lifecycle pass (a dry run unless --apply is given)")
+        command(
+            "run",
+            "one lifecycle pass (a dry run unless --apply is given)",
+            "Notices, warnings and stops, each only when due.",
+        )
     )
     with_as_of(p)
     with_format(p)
     p.add_argument("--apply", action="store_true", help="really notify and stop (default: dry run)")
-    p = with_policy(sub.add_parser("restore", help="undo the last stop of a resource"))
-    p.add_argument("resource", metavar="NAME_OR_ID")
-    p = with_policy(sub.add_parser("history", help="show the audit log"))
-    p.add_argument("resource", metavar="NAME_OR_ID", nargs="?")
-    p.add_argument("--limit", type=int, default=200)
-    p.add_argument("--format", choices=["table", "json"], default="table")
-    p = sub.add_parser("demo", help="run a full cycle against local emulators (no cloud)")
-    p.add_argument("--days", type=int, default=10, help="simulated days to play (default 10)")
+    p = with_policy(
+        command(
+            "restore",
+            "undo the last stop of a resource",
+            "It uses the recipe recorded at the stop.",
+        )
+    )
+    p.add_argument(
+        "resource", metavar="NAME_OR_ID", help="the resource's name, id or key, as in the report"
+    )
+    p = with_policy(command("history", "show the audit log"))
+    p.add_argument(
+        "resource",
+        metavar="NAME_OR_ID",
+        nargs="?",
+        help="only the events of this resource (default: all)",
+    )
+    p.add_argument(
+        "--limit", type=int, default=200, help="show at most this many events (default 200)"
+    )
+    p.add_argument(
+        "--format", choices=["table", "json"], default="table", help="output (default: table)"
+    )
+    p = command(
+        "demo",
+        "run a full cycle against local emulators (no cloud)",
+        "Needs the demo extras; nothing leaves this machine.",
+    )
+    p.add_argument(
+        "--days",
+        type=int,
+        default=10,
+        help=f"simulated days to play, 0 to {MAX_DEMO_DAYS} (default 10)",
+    )
     return parser
 
 
@@ -308,6 +431,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        _preflight(args)
         return COMMANDS[args.command](args)
     except PolicyError as exc:
         print(f"janitor: policy error: {exc}", file=sys.stderr)
@@ -315,6 +439,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"janitor: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except OutputError as exc:
+        print(f"janitor: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except LockHeld as exc:
         print(f"janitor: {exc}; not acting", file=sys.stderr)
         return EXIT_FAILED

@@ -6,6 +6,7 @@ the environment: JANITOR_POLICY (which file), JANITOR_STATE_URL, JANITOR_REGIONS
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -17,6 +18,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -31,6 +33,9 @@ from janitor.clouds import registry
 from janitor.model import Cloud
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([dhmw])\s*$")
+# The longest duration a policy may hold. Dates are computed from durations (a stop date is the
+# streak start plus stop_after), so an unbounded one overflows `datetime` mid-run instead of here.
+MAX_DURATION = timedelta(days=3650)
 _UNITS = {
     "m": timedelta(minutes=1),
     "h": timedelta(hours=1),
@@ -40,24 +45,34 @@ _UNITS = {
 
 
 def parse_duration(value: object) -> timedelta:
-    """`30d`, `12h`, `90m`, `2w`; a bare number is days. Negative or zero is refused."""
-    if isinstance(value, timedelta):
-        result = value
-    elif isinstance(value, bool):
-        raise ValueError("a duration like 30d or 12h is required")  # noqa: TRY004 (pydantic)
-    elif isinstance(value, int | float):
-        result = timedelta(days=value)
-    elif isinstance(value, str):
-        match = _DURATION.match(value)
-        if not match:
-            raise ValueError(
-                f"{value!r} is not a duration: use a positive number with d, h, m or w (30d, 12h)"
-            )
-        result = float(match.group(1)) * _UNITS[match.group(2)]
-    else:
-        raise ValueError("a duration like 30d or 12h is required")  # noqa: TRY004 (pydantic)
+    """`30d`, `12h`, `90m`, `2w`; a bare number is days. Negative, zero, not a number (NaN,
+    infinite) and longer than `MAX_DURATION` are refused."""
+    too_long = f"{value!r}: a duration must be at most {format_duration(MAX_DURATION)}"
+    try:
+        if isinstance(value, timedelta):
+            result = value
+        elif isinstance(value, bool):
+            raise ValueError("a duration like 30d or 12h is required")  # noqa: TRY004 (pydantic)
+        elif isinstance(value, int | float):
+            if not math.isfinite(value):
+                raise ValueError(f"{value!r} is not a duration: use a number of days, or 30d")
+            result = timedelta(days=value)
+        elif isinstance(value, str):
+            match = _DURATION.match(value)
+            if not match:
+                raise ValueError(
+                    f"{value!r} is not a duration: use a positive number with d, h, m or w "
+                    "(30d, 12h)"
+                )
+            result = float(match.group(1)) * _UNITS[match.group(2)]
+        else:
+            raise ValueError("a duration like 30d or 12h is required")  # noqa: TRY004 (pydantic)
+    except OverflowError:
+        raise ValueError(too_long) from None
     if result <= timedelta(0):
         raise ValueError(f"{value!r}: a duration must be positive")
+    if result > MAX_DURATION:
+        raise ValueError(too_long)
     return result
 
 
@@ -75,6 +90,22 @@ Duration = Annotated[
 ]
 
 DEFAULT_OWNER_TAGS = ("owner", "Owner", "owner-email", "created-by")
+
+# us-east-1, eu-central-2, ap-southeast-4, us-gov-west-1, cn-north-1, us-isob-east-1
+_AWS_REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d{1,2}$")
+# arn:PARTITION:iam::ACCOUNT:role/[PATH/]NAME (partitions aws, aws-cn, aws-us-gov, aws-iso...)
+_ROLE_ARN = re.compile(r"^arn:aws(?:-[a-z]+)*:iam::\d{12}:role/(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,64}$")
+
+
+def check_aws_region(value: str) -> str:
+    if not _AWS_REGION.match(value):
+        raise ValueError(f"{value!r} is not an AWS region name (like us-east-1)")
+    return value
+
+
+AwsRegion = Annotated[str, AfterValidator(check_aws_region)]
+# A threshold is compared with measured values: NaN would make every comparison false.
+Threshold = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
 class _Strict(BaseModel):
@@ -99,8 +130,8 @@ class RuleModel(_Strict):
     stop_after: Duration | None = None
     warning: Duration | None = None
     lookback: Duration | None = None
-    thresholds: dict[str, float] = Field(default_factory=dict)
-    regions: tuple[str, ...] | None = None
+    thresholds: dict[str, Threshold] = Field(default_factory=dict)
+    regions: tuple[AwsRegion, ...] | None = None
     owner_tags: tuple[str, ...] | None = None
 
     @field_validator("kind")
@@ -134,9 +165,18 @@ class AwsAccount(_Strict):
     role_arn: str | None = None  # assumed from the base credentials; None: the base credentials
     external_id: str | None = None
 
+    @field_validator("role_arn")
+    @classmethod
+    def _role_arn(cls, value: str | None) -> str | None:
+        if value is not None and not _ROLE_ARN.match(value):
+            raise ValueError(
+                f"{value!r} is not an IAM role ARN (like arn:aws:iam::123456789012:role/janitor)"
+            )
+        return value
+
 
 class AwsSettings(_Strict):
-    regions: tuple[str, ...] = ()  # empty: the session's region
+    regions: tuple[AwsRegion, ...] = ()  # empty: the session's region
     accounts: tuple[AwsAccount, ...] = ()  # empty: the account of the base credentials
     max_concurrency: int = Field(default=8, ge=1, le=64)
 
@@ -158,7 +198,7 @@ class NotifierSettings(_Strict):
 
 class PolicyModel(_Strict):
     version: Literal[1] = 1
-    state_url: str | None = None
+    state_url: str | None = Field(default=None, min_length=1)  # None: the user's data directory
     defaults: Defaults = Defaults()
     aws: AwsSettings = AwsSettings()
     notifier: NotifierSettings = NotifierSettings()
@@ -245,6 +285,12 @@ def _resolve(model: PolicyModel, source: str) -> Policy:
                 f"{where}: warning ({format_duration(warning)}) must fit between "
                 f"notify_after and stop_after"
             )
+        if raw.lookback is not None and raw.lookback < stop_after:
+            problems.append(
+                f"{where}: lookback ({format_duration(raw.lookback)}) is shorter than stop_after "
+                f"({format_duration(stop_after)}): the evidence read could never show the idle "
+                "time a stop needs"
+            )
         lookback = raw.lookback or stop_after + timedelta(days=14)
         lookback = min(lookback, spec.max_lookback)
         if not raw.enabled:
@@ -306,6 +352,11 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
         data["state_url"] = env["JANITOR_STATE_URL"]
     if env.get("JANITOR_REGIONS"):
         regions = [r.strip() for r in env["JANITOR_REGIONS"].split(",") if r.strip()]
+        for region in regions:
+            try:
+                check_aws_region(region)
+            except ValueError as exc:
+                raise PolicyError(f"JANITOR_REGIONS: {exc}") from None
         current = data.get("aws")
         if current is None or isinstance(current, dict):  # else validation reports the type
             data["aws"] = {**(current or {}), "regions": regions}
@@ -317,9 +368,9 @@ def parse_policy(text: str, source: str, env: Mapping[str, str] | None = None) -
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        where = f": line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise PolicyError(f"{source}:{where}: not valid YAML: {problem}") from None
+        raise PolicyError(f"{source}{where}: not valid YAML: {problem}") from None
     if not isinstance(data, dict):
         raise PolicyError(f"{source}: a policy is a YAML mapping with a 'rules' list")
     data = _apply_env(data, os.environ if env is None else env)
@@ -347,4 +398,9 @@ def load_policy(path: str | Path | None = None, env: Mapping[str, str] | None = 
         text = Path(chosen).read_text(encoding="utf-8")
     except OSError as exc:
         raise PolicyError(f"{chosen}: cannot read policy file: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise PolicyError(
+            f"{chosen}: not a policy file: not UTF-8 text (byte {exc.start}); "
+            "a policy is a YAML file"
+        ) from None
     return parse_policy(text, chosen, environ)

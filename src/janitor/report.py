@@ -410,6 +410,19 @@ def render_table(report: RunReport, *, width: int = 160) -> str:
     return "".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines())
 
 
+def stderr_lines(report: RunReport, fmt: Format) -> list[str]:
+    """What `fmt` cannot carry, for stderr. A CSV holds one row per finding and nothing else
+    (a comment line would break CSV readers), so its errors, delivery failures and skipped
+    clouds ("aws: skipped, no AWS credentials found ...") are told on stderr instead."""
+    if fmt != "csv":
+        return []
+    return [
+        *(f"error: {_error_line(e)}" for e in report.errors),
+        *(f"delivery failure: {line}" for line in report.delivery_failures),
+        *report.skipped,
+    ]
+
+
 def render(report: RunReport, fmt: Format) -> str:
     if fmt == "table":
         return render_table(report)

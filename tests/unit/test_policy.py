@@ -336,6 +336,105 @@ def test_rule_settings_override_defaults(tmp_path: Path) -> None:
             ["version:"],
             id="unknown-version",
         ),
+        # --- bad input that used to crash or pass silently (issue 6, section 7) ---
+        pytest.param(
+            "rules:\n" + GPU_RULE + "    notify_after: 99999999999d\n",
+            ["rule 'gpu' (rules[0]): notify_after:", "must be at most 3650d"],
+            id="duration-overflows-timedelta",
+        ),
+        pytest.param(
+            "rules:\n" + GPU_RULE + "    stop_after: 99999999999h\n",
+            ["rule 'gpu' (rules[0]): stop_after:", "must be at most 3650d"],
+            id="duration-overflows-timedelta-hours",
+        ),
+        pytest.param(
+            "defaults:\n  stop_after: 999999d\nrules:\n" + GPU_RULE,
+            ["defaults.stop_after:", "must be at most 3650d"],
+            id="duration-would-overflow-a-date",
+        ),
+        pytest.param(
+            "rules:\n" + GPU_RULE + "    warning: .nan\n",
+            ["rule 'gpu' (rules[0]): warning:", "is not a duration"],
+            id="duration-nan",
+        ),
+        pytest.param(
+            "rules:\n" + GPU_RULE + "    notify_after: .inf\n",
+            ["rule 'gpu' (rules[0]): notify_after:", "is not a duration"],
+            id="duration-infinite",
+        ),
+        pytest.param(
+            "rules:\n" + GPU_RULE + "    thresholds: {gpu_utilization_percent: .nan}\n",
+            ["rule 'gpu' (rules[0]): thresholds.gpu_utilization_percent:", "finite number"],
+            id="threshold-nan",
+        ),
+        pytest.param(
+            "rules:\n" + GPU_RULE + "    thresholds: {network_mb_per_day: .inf}\n",
+            ["rule 'gpu' (rules[0]): thresholds.network_mb_per_day:", "finite number"],
+            id="threshold-infinite",
+        ),
+        pytest.param(
+            "rules:\n" + GPU_RULE + "    thresholds: {cpu_utilization_percent: -.inf}\n",
+            ["rule 'gpu' (rules[0]): thresholds.cpu_utilization_percent:", "finite number"],
+            id="threshold-minus-infinite",
+        ),
+        pytest.param(
+            "rules:\n  - name: ep\n    kind: aws.sagemaker-endpoint\n"
+            "    thresholds: {invocations_per_day: -1}\n",
+            ["rule 'ep' (rules[0]): thresholds.invocations_per_day:", "greater than or equal to 0"],
+            id="threshold-negative",
+        ),
+        pytest.param(
+            "rules:\n" + GPU_RULE + "    lookback: 10d\n",
+            [
+                "rule 'gpu' (rules[0])",
+                "lookback (10d) is shorter than stop_after (60d)",
+                "could never show the idle time a stop needs",
+            ],
+            id="lookback-shorter-than-stop-after",
+        ),
+        pytest.param(
+            "defaults:\n  stop_after: 90d\nrules:\n"
+            + GPU_RULE
+            + NOTEBOOK_RULE
+            + "    lookback: 89d\n",
+            ["rule 'nb' (rules[1])", "lookback (89d) is shorter than stop_after (90d)"],
+            id="lookback-shorter-than-default-stop-after",
+        ),
+        pytest.param(
+            "aws:\n  accounts:\n    - role_arn: arn:aws:iam::12345:role/janitor\n"
+            "rules:\n" + GPU_RULE,
+            [
+                "aws.accounts.0.role_arn:",
+                "'arn:aws:iam::12345:role/janitor' is not an IAM role ARN",
+            ],
+            id="role-arn-short-account",
+        ),
+        pytest.param(
+            "aws:\n  accounts:\n    - role_arn: janitor\nrules:\n" + GPU_RULE,
+            ["aws.accounts.0.role_arn:", "'janitor' is not an IAM role ARN"],
+            id="role-arn-a-bare-name",
+        ),
+        pytest.param(
+            "aws:\n  accounts:\n    - role_arn: arn:aws:iam::123456789012:user/bob\n"
+            "rules:\n" + GPU_RULE,
+            ["aws.accounts.0.role_arn:", "is not an IAM role ARN"],
+            id="role-arn-of-a-user",
+        ),
+        pytest.param(
+            "aws:\n  regions: [us-east-1, us-east1]\nrules:\n" + GPU_RULE,
+            ["aws.regions.1:", "'us-east1' is not an AWS region name"],
+            id="region-policy",
+        ),
+        pytest.param(
+            "rules:\n" + GPU_RULE + "    regions: ['US-EAST-1']\n",
+            ["rule 'gpu' (rules[0]): regions.0:", "'US-EAST-1' is not an AWS region name"],
+            id="region-rule",
+        ),
+        pytest.param(
+            "rules:\n" + GPU_RULE + "    regions: ['us east 1']\n",
+            ["rule 'gpu' (rules[0]): regions.0:", "'us east 1' is not an AWS region name"],
+            id="region-rule-spaces",
+        ),
     ],
 )
 def test_policy_errors_name_file_rule_and_field(
@@ -451,7 +550,9 @@ def test_empty_env_values_are_ignored() -> None:
 
 def test_env_regions_with_broken_aws_section_is_a_policy_error() -> None:
     with pytest.raises(PolicyError, match=r"^team\.yaml: aws: "):
-        parse_policy("aws: oops\nrules:\n" + GPU_RULE, "team.yaml", env={"JANITOR_REGIONS": "x"})
+        parse_policy(
+            "aws: oops\nrules:\n" + GPU_RULE, "team.yaml", env={"JANITOR_REGIONS": "us-east-1"}
+        )
 
 
 def test_env_policy_file(tmp_path: Path) -> None:
@@ -500,3 +601,76 @@ def test_explicit_env_ignores_process_environment(monkeypatch: pytest.MonkeyPatc
     assert policy.source == DEFAULT_POLICY
     assert policy.aws.regions == ()
     assert policy.state_url is None
+
+
+# --- bad input (issue 6, section 7) -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", id="png"),
+        pytest.param(bytes(range(256)), id="all-bytes"),
+        pytest.param(b"rules:\n  - name: gpu\x00\x01\n", id="nul-bytes"),
+    ],
+)
+def test_a_binary_policy_file_is_a_one_line_policy_error(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_bytes(content)
+    with pytest.raises(PolicyError) as caught:
+        load_policy(path, env={})
+
+    message = str(caught.value)
+    assert len(message.splitlines()) == 1
+    assert message.startswith(f"{path}: ")
+    assert "::" not in message
+
+
+def test_a_lookback_as_long_as_stop_after_is_accepted(tmp_path: Path) -> None:
+    (gpu,) = load_text(tmp_path, "rules:\n" + GPU_RULE + "    lookback: 60d\n").rules
+    assert gpu.lookback == gpu.stop_after == timedelta(days=60)
+
+
+def test_the_longest_duration_is_accepted(tmp_path: Path) -> None:
+    policy = load_text(tmp_path, "defaults:\n  stop_after: 3650d\nrules:\n" + GPU_RULE)
+    assert policy.rules[0].stop_after == timedelta(days=3650)
+
+
+@pytest.mark.parametrize(
+    "role_arn",
+    [
+        "arn:aws:iam::123456789012:role/janitor",
+        "arn:aws:iam::123456789012:role/service/ml/janitor-read+stop@team.x",
+        "arn:aws-cn:iam::123456789012:role/janitor",
+        "arn:aws-us-gov:iam::123456789012:role/janitor",
+        "arn:aws-iso-b:iam::123456789012:role/janitor",
+    ],
+)
+def test_well_formed_role_arns_are_accepted(role_arn: str) -> None:
+    policy = parse_policy(
+        f"aws:\n  accounts:\n    - role_arn: '{role_arn}'\nrules:\n" + GPU_RULE, "t", env={}
+    )
+    assert policy.aws.accounts[0].role_arn == role_arn
+
+
+@pytest.mark.parametrize(
+    "region", ["us-east-1", "eu-central-2", "ap-southeast-4", "us-gov-west-1", "us-isob-east-1"]
+)
+def test_well_formed_regions_are_accepted(region: str) -> None:
+    policy = parse_policy(
+        f"aws:\n  regions: [{region}]\nrules:\n" + GPU_RULE + f"    regions: [{region}]\n",
+        "t",
+        env={"JANITOR_REGIONS": f"{region},us-west-2"},
+    )
+    assert policy.aws.regions == (region, "us-west-2")
+    assert policy.rules[0].regions == (region,)
+
+
+@pytest.mark.parametrize("value", ["us-east-1,eu_west_1", "us-east-1 eu-west-1", "useast1"])
+def test_a_malformed_region_in_the_environment_names_the_variable(value: str) -> None:
+    with pytest.raises(PolicyError) as caught:
+        parse_policy("rules:\n" + GPU_RULE, "team.yaml", env={"JANITOR_REGIONS": value})
+    message = str(caught.value)
+    assert message.startswith("JANITOR_REGIONS: ")
+    assert "is not an AWS region name" in message
+    assert len(message.splitlines()) == 1

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from janitor.notify.base import Delivery, Digest
@@ -41,13 +42,67 @@ def _retry_handlers() -> list[RetryHandler]:
         ServerErrorRetryHandler,
     )
 
-    value = os.environ.get("JANITOR_SLACK_MAX_RETRIES", "").strip()
-    retries = int(value) if value.isdigit() else DEFAULT_RETRIES
+    retries = max_retries(os.environ)
     return [
         RateLimitErrorRetryHandler(max_retry_count=retries),
         ConnectionErrorRetryHandler(max_retry_count=retries),
         ServerErrorRetryHandler(max_retry_count=retries),
     ]
+
+
+class SlackConfigError(ValueError):
+    """A Slack variable in the environment that cannot work; the message is one line."""
+
+
+MAX_RETRIES_LIMIT = 10
+
+
+def max_retries(environ: Mapping[str, str]) -> int:
+    """JANITOR_SLACK_MAX_RETRIES: a whole number from 0 to 10; unset or empty: the default."""
+    value = environ.get("JANITOR_SLACK_MAX_RETRIES", "").strip()
+    if not value:
+        return DEFAULT_RETRIES
+    if not (value.isascii() and value.isdigit()) or int(value) > MAX_RETRIES_LIMIT:
+        raise SlackConfigError(
+            f"JANITOR_SLACK_MAX_RETRIES={value!r}: give a whole number from 0 to "
+            f"{MAX_RETRIES_LIMIT} (default {DEFAULT_RETRIES})"
+        )
+    return int(value)
+
+
+def _url_problem(value: str) -> str | None:
+    if any(char.isspace() for char in value):
+        return "contains white space"
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http"):
+        return "not an http(s) URL"
+    try:
+        host, _port = parts.hostname, parts.port
+    except ValueError:
+        return "the port is not a number from 0 to 65535"
+    if not host:
+        return "no host name"
+    return None
+
+
+def check_environment(environ: Mapping[str, str]) -> None:
+    """Refuse, before a run starts, the Slack variables that could only fail later, mid-run.
+
+    The webhook URL is a secret: the message names its problem, never its value.
+    """
+    api_url = environ.get("JANITOR_SLACK_API_URL", "").strip()
+    problem = _url_problem(api_url) if api_url else None
+    if problem:
+        raise SlackConfigError(
+            f"JANITOR_SLACK_API_URL={api_url!r}: {problem} (like https://slack.com/api/)"
+        )
+    webhook = environ.get("JANITOR_SLACK_WEBHOOK_URL", "").strip()
+    problem = _url_problem(webhook) if webhook else None
+    if problem:
+        raise SlackConfigError(
+            f"JANITOR_SLACK_WEBHOOK_URL: {problem} (like https://hooks.slack.com/services/...)"
+        )
+    max_retries(environ)
 
 
 @dataclass(frozen=True)
