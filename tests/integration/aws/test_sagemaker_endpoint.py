@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import time_machine
 from botocore.exceptions import ClientError
 
 from janitor.clouds import registry
@@ -135,8 +136,17 @@ def zeros(days: int, start: int = 0) -> dict[int, float]:
     return {d: 0.0 for d in range(start, days)}
 
 
-def resource(name: str, created: datetime = CREATED, **details: Any) -> Resource:
+ALL_TRAFFIC = ({"name": "AllTraffic", "instance_type": "ml.g4dn.xlarge", "count": 1},)
+
+
+def resource(
+    name: str, created: datetime = CREATED, *, described: bool = True, **details: Any
+) -> Resource:
+    """An endpoint record; `described` (the default) as `describe` leaves it: one real-time
+    variant AllTraffic unless `details` say otherwise. Undescribed, as `scan` yields it."""
     arn = f"arn:aws:sagemaker:us-east-1:{ACCOUNT_ID}:endpoint/{name}"
+    if described:
+        details = {"variants": ALL_TRAFFIC, "endpoint_type": "real-time", **details}
     return Resource(
         ref=ResourceRef(Cloud.AWS, KIND, ACCOUNT_ID, "us-east-1", arn),
         name=name,
@@ -144,6 +154,19 @@ def resource(name: str, created: datetime = CREATED, **details: Any) -> Resource
         created_at=created,
         details=details,
     )
+
+
+def named(*variants: str) -> tuple[dict[str, Any], ...]:
+    """`details["variants"]` for variants of these names."""
+    return tuple({"name": v, "instance_type": "ml.m5.large", "count": 1} for v in variants)
+
+
+@pytest.fixture(autouse=True)
+def _clock_at_now() -> Iterator[None]:
+    """The process clock at NOW (ticking: calls may retry), so the emulator's ListMetrics
+    window (series with a datapoint in the past two weeks) is the one the tests read."""
+    with time_machine.travel(NOW, tick=True):
+        yield
 
 
 # -- scan and describe -----------------------------------------------------------------------
@@ -234,7 +257,7 @@ def test_describe_fills_in_variants_instance_type_and_count(
     )
     h = handlers(scope)
     [listed] = list(h.scanner.scan())
-    gone = resource("ep-gone")
+    gone = resource("ep-gone", described=False)
     aws_env.reset_calls()
 
     described, unchanged = h.scanner.describe([listed, gone])
@@ -247,6 +270,7 @@ def test_describe_fills_in_variants_instance_type_and_count(
             {"name": "green", "instance_type": "ml.m5.large", "count": 1},
         ),
         "endpoint_config_name": "ep-multi-config",
+        "endpoint_type": "real-time",
     }
     assert (described.ref, described.tags, described.created_at) == (
         listed.ref,
@@ -373,11 +397,12 @@ def test_idle_endpoint_with_zero_invocations_every_day(scope: ScopeFactory) -> N
     verdict = usage(scope, [ep])[ep.ref.key]
 
     assert verdict.status is Status.IDLE
-    assert verdict.idle_since == WINDOW.start  # created long before the window
+    # created long before the window; the first datapoint is on 09-01: never earlier than that
+    assert verdict.idle_since == TODAY - timedelta(days=29)
     assert verdict.last_activity is None
     assert verdict.confidence.value == "high"
     assert verdict.evidence == (
-        "0 invocations across 1 variant since 2026-08-31 (Sum per day, AWS/SageMaker Invocations)"
+        "0 invocations across 1 variant since 2026-09-01 (Sum per day, AWS/SageMaker Invocations)"
     )
 
 
@@ -396,7 +421,7 @@ def test_idle_since_the_end_of_the_last_active_day(scope: ScopeFactory) -> None:
 
 def test_idle_streak_starts_no_earlier_than_creation(scope: ScopeFactory) -> None:
     created = NOW - timedelta(days=5, hours=3)
-    invocations(scope().client("cloudwatch"), "ep-new", zeros(5))
+    invocations(scope().client("cloudwatch"), "ep-new", zeros(6))
     ep = resource("ep-new", created=created)
 
     verdict = usage(scope, [ep])[ep.ref.key]
@@ -428,7 +453,7 @@ def test_threshold_counts_light_traffic_as_idle(scope: ScopeFactory) -> None:
 
 def test_unknown_when_no_metric_is_listed(scope: ScopeFactory) -> None:
     invocations(scope().client("cloudwatch"), "someone-else", zeros(3))
-    ep = resource("ep-silent")
+    ep = resource("ep-silent", described=False)
 
     verdict = usage(scope, [ep])[ep.ref.key]
 
@@ -540,9 +565,10 @@ def test_heartbeat_days_without_invocations_count_as_zero_days(scope: ScopeFacto
     assert verdict.evidence == (
         "0 invocations across 1 variant since 2026-09-21 (Sum per day, AWS/SageMaker Invocations)"
     )
-    # a newest day of heartbeat only is a zero day: not active, idle since the last traffic
-    assert verdicts[busy.ref.key].status is Status.IDLE
-    assert verdicts[busy.ref.key].idle_since == TODAY
+    # a newest day of heartbeat only is a zero day, but today is not over: traffic yesterday
+    # (within the last 24 hours) is activity (issue 6: it was idle since today 00:00)
+    assert verdicts[busy.ref.key].status is Status.ACTIVE
+    assert verdicts[busy.ref.key].evidence.startswith("5 invocations on 2026-09-29")
     assert verdicts[stale.ref.key].status is Status.UNKNOWN
     assert "stopped arriving" in verdicts[stale.ref.key].evidence
 
@@ -586,9 +612,8 @@ def test_unknown_when_get_metric_data_is_denied_for_a_heartbeat_only_endpoint(
     verdict = usage(scope, [ep])[ep.ref.key]
 
     assert verdict.status is Status.UNKNOWN
-    assert "/aws/sagemaker/Endpoints CPUUtilization for variant AllTraffic unreadable" in (
-        verdict.evidence
-    )
+    # the Invocations series is queried too, though not listed: its denial comes first
+    assert "Invocations for variant AllTraffic unreadable" in verdict.evidence
     assert "AccessDenied" in verdict.evidence
 
 
@@ -648,7 +673,7 @@ def test_multi_variant_endpoint_is_idle_only_if_every_variant_is(scope: ScopeFac
     invocations(cloudwatch, "ep-ab", {**zeros(30), 0: 7.0}, variant="b")
     invocations(cloudwatch, "ep-cd", zeros(30), variant="c")
     invocations(cloudwatch, "ep-cd", zeros(30), variant="d")
-    ab, cd = resource("ep-ab"), resource("ep-cd")
+    ab, cd = resource("ep-ab", variants=named("a", "b")), resource("ep-cd", variants=named("c", "d"))
 
     verdicts = usage(scope, [ab, cd])
 
@@ -731,7 +756,7 @@ def test_an_endpoints_variants_are_never_split_across_get_metric_data_calls(
         cloudwatch.put_metric_data(Namespace="AWS/SageMaker", MetricData=data[start : start + 1000])
     invocations(cloudwatch, "ep-two", {1: 0.0}, variant="a")
     invocations(cloudwatch, "ep-two", {1: 5.0}, variant="b")  # the 501st series
-    eps = [resource(name) for name in singles] + [resource("ep-two")]
+    eps = [resource(name) for name in singles] + [resource("ep-two", variants=named("a", "b"))]
     aws_env.reset_calls()
 
     verdicts = handlers(scope).probe.usage(eps, Window.ending(NOW, timedelta(days=5)), NOW)
