@@ -673,7 +673,10 @@ def test_multi_variant_endpoint_is_idle_only_if_every_variant_is(scope: ScopeFac
     invocations(cloudwatch, "ep-ab", {**zeros(30), 0: 7.0}, variant="b")
     invocations(cloudwatch, "ep-cd", zeros(30), variant="c")
     invocations(cloudwatch, "ep-cd", zeros(30), variant="d")
-    ab, cd = resource("ep-ab", variants=named("a", "b")), resource("ep-cd", variants=named("c", "d"))
+    ab, cd = (
+        resource("ep-ab", variants=named("a", "b")),
+        resource("ep-cd", variants=named("c", "d")),
+    )
 
     verdicts = usage(scope, [ab, cd])
 
@@ -962,3 +965,200 @@ def test_the_whole_cycle_through_the_registry(scope: ScopeFactory, aws_env: AwsD
     assert result.restore is not None
     h.stopper.restore(result.restore)
     assert sorted(r.name for r in h.scanner.scan()) == ["ep-busy", "ep-idle"]
+
+
+# -- evidence that cannot overstate idleness (issue 6, section 5) ----------------------------
+
+
+def scanned(scope: ScopeFactory, name: str) -> Resource:
+    """The endpoint `name` as `scan` yields it (not described)."""
+    [found] = [r for r in handlers(scope).scanner.scan() if r.name == name]
+    return found
+
+
+def test_invoked_five_hours_ago_across_midnight_is_active_and_not_described(
+    scope: ScopeFactory, aws_env: AwsDevServer
+) -> None:
+    s = scope()
+    make_endpoint(s.client("sagemaker"), "ep-night")
+    cloudwatch = s.client("cloudwatch")
+    early = TODAY + timedelta(hours=3)  # 03:00 UTC; last invoked at 22:00 the day before
+    put_daily_metric(
+        cloudwatch,
+        "AWS/SageMaker",
+        "Invocations",
+        {"EndpointName": "ep-night", "VariantName": "AllTraffic"},
+        [
+            *((TODAY - timedelta(days=d, hours=12), 0.0) for d in range(1, 30)),
+            (TODAY - timedelta(hours=2), 40.0),
+        ],
+    )
+    put_daily_metric(  # the instances report all along, today included
+        cloudwatch,
+        "/aws/sagemaker/Endpoints",
+        "CPUUtilization",
+        {"EndpointName": "ep-night", "VariantName": "AllTraffic"},
+        [(early - timedelta(hours=h), 2.0) for h in range(1, 24 * 30, 6)],
+    )
+    with time_machine.travel(early, tick=True):
+        ep = scanned(scope, "ep-night")
+        aws_env.reset_calls()
+        verdicts = handlers(scope).probe.usage([ep], Window.ending(early, WINDOW_LENGTH), early)
+    verdict = verdicts[ep.ref.key]
+
+    assert verdict.status is Status.ACTIVE  # was: idle since 00:00 today
+    assert verdict.evidence.startswith("40 invocations on 2026-09-29")
+    assert aws_env.calls["sagemaker.DescribeEndpoint"] == 0  # active: never described
+
+
+WINDOW_LENGTH = timedelta(days=74)
+
+
+def test_traffic_stopped_twenty_days_ago_is_idle_since_then_though_not_listed(
+    scope: ScopeFactory, aws_env: AwsDevServer
+) -> None:
+    s = scope()
+    make_endpoint(s.client("sagemaker"), "ep-quiet")
+    cloudwatch = s.client("cloudwatch")
+    # traffic (published only on days with traffic) until 20 days ago; heartbeat every day
+    invocations(cloudwatch, "ep-quiet", {d: 250.0 for d in range(20, 80)})
+    heartbeat(cloudwatch, "ep-quiet", range(85))
+    ep = scanned(scope, "ep-quiet")
+    listed = s.client("cloudwatch").list_metrics(Namespace="AWS/SageMaker")["Metrics"]
+    assert listed == []  # no Invocations datapoint in two weeks: ListMetrics hides the series
+    window = Window.ending(NOW, WINDOW_LENGTH)
+
+    verdict = handlers(scope).probe.usage([ep], window, NOW)[ep.ref.key]
+
+    assert verdict.status is Status.IDLE
+    assert verdict.idle_since == TODAY - timedelta(days=19)  # was: the window start, 74 days
+    assert verdict.last_activity == TODAY - timedelta(days=19)
+    assert verdict.confidence is Confidence.HIGH
+    assert verdict.evidence == (
+        "0 invocations across 1 variant since 2026-09-11 (Sum per day, AWS/SageMaker Invocations)"
+    )
+
+
+def test_a_variant_without_metrics_is_unknown_when_first_judged(
+    scope: ScopeFactory, aws_env: AwsDevServer
+) -> None:
+    s = scope()
+    make_endpoint(
+        s.client("sagemaker"),
+        "ep-ab",
+        variants=(("a", "ml.m5.large", 1), ("b", "ml.m5.large", 1)),
+    )
+    cloudwatch = s.client("cloudwatch")
+    invocations(cloudwatch, "ep-ab", zeros(30), variant="a")
+    heartbeat(cloudwatch, "ep-ab", range(30), variant="a")  # b publishes nothing at all
+    h = handlers(scope)
+    [ep] = list(h.scanner.scan())
+    aws_env.reset_calls()
+
+    verdict = h.probe.usage([ep], WINDOW, NOW)[ep.ref.key]
+
+    assert verdict.status is Status.UNKNOWN  # was: idle, high confidence, until described
+    assert "variant(s) b publish no AWS/SageMaker Invocations datapoint" in verdict.evidence
+    # the probe described it; the pipeline's describe of the same finding reuses that answer
+    [described] = h.scanner.describe([ep])
+    assert [v["name"] for v in described.details["variants"]] == ["a", "b"]
+    assert aws_env.calls["sagemaker.DescribeEndpoint"] == 1
+    [again] = h.scanner.describe([ep])  # a later describe asks again
+    assert again.details == described.details
+    assert aws_env.calls["sagemaker.DescribeEndpoint"] == 2
+
+
+def test_an_idle_endpoint_is_described_once_and_judged_with_its_variants(
+    scope: ScopeFactory, aws_env: AwsDevServer
+) -> None:
+    s = scope()
+    make_endpoint(
+        s.client("sagemaker"),
+        "ep-cd",
+        variants=(("c", "ml.m5.large", 1), ("d", "ml.m5.large", 1)),
+    )
+    cloudwatch = s.client("cloudwatch")
+    invocations(cloudwatch, "ep-cd", zeros(30), variant="c")
+    invocations(cloudwatch, "ep-cd", zeros(30), variant="d")
+    h = handlers(scope)
+    [ep] = list(h.scanner.scan())
+    aws_env.reset_calls()
+
+    verdict = h.probe.usage([ep], WINDOW, NOW)[ep.ref.key]
+
+    assert verdict.status is Status.IDLE
+    assert "across 2 variants" in verdict.evidence
+    # nothing new in the description: the first GetMetricData answer stands
+    assert aws_env.calls["monitoring.GetMetricData"] == 1
+    assert aws_env.calls["sagemaker.DescribeEndpoint"] == 1
+
+
+ASYNC_CONFIG = {"AsyncInferenceConfig": {"OutputConfig": {"S3OutputPath": "s3://out/async/"}}}
+
+
+def queue(cloudwatch: Any, endpoint: str, metric: str, by_days_ago: dict[int, float]) -> None:
+    put_daily_metric(
+        cloudwatch,
+        "AWS/SageMaker",
+        metric,
+        {"EndpointName": endpoint},
+        [(NOW - timedelta(days=days), value) for days, value in sorted(by_days_ago.items())],
+    )
+
+
+def test_an_asynchronous_endpoint_is_never_idle_on_its_heartbeat_alone(
+    scope: ScopeFactory,
+) -> None:
+    s = scope()
+    cloudwatch = s.client("cloudwatch")
+    for name in ("ep-async-silent", "ep-async-idle", "ep-async-busy"):
+        make_endpoint(s.client("sagemaker"), name, extra_config=ASYNC_CONFIG)
+        heartbeat(
+            cloudwatch, name, range(30)
+        )  # instances up; async endpoints publish no Invocations
+    queue(cloudwatch, "ep-async-idle", "InvocationsProcesssed", zeros(30))
+    queue(cloudwatch, "ep-async-idle", "ApproximateBacklogSize", zeros(30))
+    queue(cloudwatch, "ep-async-busy", "ApproximateBacklogSize", {**zeros(30), 2: 3.0})
+    h = handlers(scope)
+    found = {r.name: r for r in h.scanner.scan()}
+
+    verdicts = h.probe.usage(list(found.values()), WINDOW, NOW)
+
+    silent = verdicts[found["ep-async-silent"].ref.key]
+    assert silent.status is Status.UNKNOWN  # was: idle (heartbeat only), medium confidence
+    assert silent.evidence.startswith("asynchronous endpoint with no InvocationsProcesssed")
+    idle = verdicts[found["ep-async-idle"].ref.key]
+    assert idle.status is Status.IDLE
+    assert idle.confidence is Confidence.HIGH
+    assert idle.idle_since == TODAY - timedelta(days=29)
+    assert "asynchronous requests processed and an empty queue since 2026-09-01" in idle.evidence
+    busy = verdicts[found["ep-async-busy"].ref.key]
+    assert busy.status is Status.IDLE  # a queue 2 days ago, nothing since
+    assert busy.idle_since == TODAY - timedelta(days=1)
+
+
+def test_the_endpoint_type_comes_from_its_config() -> None:
+    model = {"VariantName": "v", "ModelName": "m", "InstanceType": "ml.m5.large"}
+    components = {"VariantName": "v", "InstanceType": "ml.g5.2xlarge"}  # no ModelName
+    assert sagemaker_endpoint.endpoint_type({"ProductionVariants": [model]}) == "real-time"
+    assert (
+        sagemaker_endpoint.endpoint_type({"ProductionVariants": [model], **ASYNC_CONFIG}) == "async"
+    )
+    assert (
+        sagemaker_endpoint.endpoint_type({"ProductionVariants": [components]})
+        == "inference-components"
+    )
+    assert sagemaker_endpoint.endpoint_type(None) == "unknown"
+
+
+def test_an_endpoint_with_inference_components_is_unknown(scope: ScopeFactory) -> None:
+    # moto cannot create inference components: the endpoint is given as `describe` leaves it
+    cloudwatch = scope().client("cloudwatch")
+    invocations(cloudwatch, "ep-ic", zeros(30))
+    heartbeat(cloudwatch, "ep-ic", range(30))
+    ep = resource("ep-ic", endpoint_type="inference-components")
+
+    verdict = usage(scope, [ep])[ep.ref.key]
+
+    assert verdict.status is Status.UNKNOWN
+    assert "hosts inference components" in verdict.evidence
