@@ -637,9 +637,8 @@ def _list_metrics(call: _Call, environ: dict[str, Any], params: dict[str, Any]) 
                 "Dimensions": [{"Name": n, "Value": v} for n, v in dims],
             }
     metrics = list(series.values())
-    fingerprint = hashlib.sha256(
-        json.dumps([call.region, namespace, metric_name, wanted, params.get("RecentlyActive")]).encode()
-    ).hexdigest()[:16]
+    query = [call.region, namespace, metric_name, wanted, params.get("RecentlyActive")]
+    fingerprint = hashlib.sha256(json.dumps(query).encode()).hexdigest()[:16]
     offset = 0
     if params.get("NextToken"):
         offset = _decode_token(str(params["NextToken"]), fingerprint, "InvalidParameterValue")

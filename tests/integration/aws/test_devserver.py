@@ -439,7 +439,8 @@ def test_list_metrics_hides_series_quiet_for_two_weeks_but_get_metric_data_reads
     def listed(when: datetime) -> list[str]:
         with at(when):
             metrics = cloudwatch.list_metrics(Namespace="AWS/SageMaker")["Metrics"]
-        return sorted(d["Value"] for m in metrics for d in m["Dimensions"] if "Endpoint" in d["Name"])
+        names = (d["Value"] for m in metrics for d in m["Dimensions"])
+        return sorted(name for name in names if name.startswith("ep-"))
 
     assert listed(NOW) == ["ep-recent"]  # ep-quiet's last datapoint is 20 days old
     assert listed(NOW - timedelta(days=7)) == ["ep-quiet", "ep-recent"]  # 13 days old then
