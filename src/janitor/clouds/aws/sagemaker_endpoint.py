@@ -9,8 +9,8 @@
   `/aws/sagemaker/Endpoints` `CPUUtilization` heartbeat in the region, keeping the series whose
   dimensions are exactly EndpointName + VariantName. ListMetrics lists only series with a
   datapoint in the past two weeks, so an endpoint's variants are the union of both listings
-  and of its described variants, and each variant is queried for both metrics whether listed
-  or not. Then GetMetricData, `Sum` per day of Invocations and `SampleCount` per day of the
+  and of its described variants, and each variant's Invocations are queried whether listed or
+  not (an unlisted heartbeat is not: it could show no recent day). Then GetMetricData, `Sum` per day of Invocations and `SampleCount` per day of the
   heartbeat, for every (endpoint, variant) at once, 500 series per call, an endpoint's series in
   the same call; each call's points are reduced to verdicts before the next call is made, so
   memory does not grow with the region's datapoints. A day is active when the sum across the
