@@ -8,25 +8,26 @@
 * usage: one ListMetrics pass for `AWS/SageMaker` `Invocations` and one for the
   `/aws/sagemaker/Endpoints` `CPUUtilization` heartbeat in the region, keeping the series whose
   dimensions are exactly EndpointName + VariantName. ListMetrics lists only series with a
-  datapoint in the past two weeks, so an endpoint's variants are the union of both listings
-  and of its described variants, and each variant's Invocations are queried whether listed or
-  not (an unlisted heartbeat is not: it could show no recent day). Then GetMetricData, `Sum` per day of Invocations and `SampleCount` per day of the
-  heartbeat, for every (endpoint, variant) at once, 500 series per call, an endpoint's series in
-  the same call; each call's points are reduced to verdicts before the next call is made, so
-  memory does not grow with the region's datapoints. A day is active when the sum across the
-  endpoint's variants is above `invocations_per_day`; the endpoint is idle only when every
-  variant is, every variant shows evidence (a variant that publishes nothing makes it
-  unknown), and nothing may have been used in the last 24 hours (the current day is
-  incomplete). SageMaker may publish no Invocations datapoint at all on a day without traffic:
-  a day with a heartbeat (instance metrics are published for every InService instance,
-  traffic or not) but no Invocations datapoint counts as a day of zero invocations. The idle
-  streak starts no earlier than the newest unbroken run of days with evidence. With
-  Invocations datapoints the verdict is high confidence; with only the heartbeat, medium. No
-  metric, no datapoint, stale metrics or an error on either metric mean unknown.
+  datapoint in the past two weeks, so an endpoint's variants are the union of both listings and
+  of its described variants, and each variant's Invocations are queried whether listed or not
+  (an unlisted heartbeat is not: it could show no recent day). Then GetMetricData, `Sum` per day
+  of Invocations and `SampleCount` per day of the heartbeat, for every (endpoint, variant) at
+  once, 500 series per call, an endpoint's series in the same call; each call's points are
+  reduced to verdicts before the next call is made, so memory does not grow with the region's
+  datapoints. A day is active when the sum across the endpoint's variants is above
+  `invocations_per_day`; the endpoint is idle only when every variant is, every variant shows
+  evidence (a variant that publishes nothing makes it unknown), and nothing may have been used
+  in the last 24 hours (the current day is incomplete). SageMaker may publish no Invocations
+  datapoint at all on a day without traffic: a day with a heartbeat (instance metrics are
+  published for every InService instance, traffic or not) but no Invocations datapoint counts as
+  a day of zero invocations. The idle streak starts no earlier than the newest unbroken run of
+  days with evidence. With Invocations datapoints the verdict is high confidence; with only the
+  heartbeat, medium. No metric, no datapoint, stale metrics or an error on either metric mean
+  unknown.
   An endpoint the metrics would call idle is described first (through the scanner, which keeps
   the answer for the pipeline's own describe): an asynchronous endpoint is judged by
-  `InvocationsProcesssed` and `ApproximateBacklogSize` instead (the heartbeat alone never
-  makes it idle); one hosting inference components is unknown.
+  `InvocationsProcesssed` and `ApproximateBacklogSize` instead (the heartbeat alone never makes
+  it idle); one hosting inference components is unknown.
 * stop: record the endpoint config (as CreateEndpointConfig arguments) and both sets of tags,
   then delete the endpoint; the config is kept. restore: recreate the config if it is gone, then
   the endpoint.
