@@ -1162,3 +1162,18 @@ def test_an_endpoint_with_inference_components_is_unknown(scope: ScopeFactory) -
 
     assert verdict.status is Status.UNKNOWN
     assert "hosts inference components" in verdict.evidence
+
+
+def test_a_removed_variants_traffic_counts_but_its_silence_does_not(scope: ScopeFactory) -> None:
+    cloudwatch = scope().client("cloudwatch")
+    # "blue" served until 5 days ago, then the endpoint was updated to a config with "green" only
+    invocations(cloudwatch, "ep-swap", {d: 10.0 for d in range(5, 20)}, variant="blue")
+    invocations(cloudwatch, "ep-swap", zeros(5), variant="green")
+    heartbeat(cloudwatch, "ep-swap", range(5), variant="green")
+    ep = resource("ep-swap", variants=named("green"))
+
+    verdict = usage(scope, [ep])[ep.ref.key]
+
+    assert verdict.status is Status.IDLE  # blue's stale series is not a variant of it any more
+    assert verdict.idle_since == TODAY - timedelta(days=4)  # blue's last traffic still counts
+    assert "across 1 variant since 2026-09-26" in verdict.evidence

@@ -424,7 +424,7 @@ class EndpointProbe:
                 )
             elif answer.details.get("endpoint_type") != ENDPOINT_REAL_TIME or set(
                 described_variants(answer)
-            ) - set(listed.variants(answer)):
+            ) != set(listed.variants(answer)):
                 again.append(answer)
             else:
                 out[ref.key] = first[ref.key]  # the same series would be read again
@@ -517,7 +517,14 @@ class EndpointProbe:
             inv_by_variant.append(days)
             seen_by_variant.append(set(days) | beats)
 
-        n_variants = _plural(count, "variant")
+        # The variants that must each show evidence: the described ones (a listed variant the
+        # description lacks was removed; its traffic still counts as the endpoint's), else all.
+        required = [
+            index
+            for index, variant in enumerate(series.variants)
+            if series.current is None or variant in series.current
+        ] or list(range(count))
+        n_variants = _plural(len(required), "variant")
         no_data = (
             f"no {METRIC} datapoints for {n_variants} between {_day(start)} and "
             f"{_day(end - DAY)} ({_SOURCE})"
@@ -525,7 +532,7 @@ class EndpointProbe:
         if not any(seen_by_variant):
             return Verdict.unknown(ref, no_data)
         with_invocations = any(inv_by_variant)
-        pairs = list(zip(series.variants, seen_by_variant, strict=True))
+        pairs = [(series.variants[index], seen_by_variant[index]) for index in required]
         if silent := [variant for variant, seen in pairs if not seen]:
             return Verdict.unknown(
                 ref,
@@ -541,7 +548,7 @@ class EndpointProbe:
                     if with_invocations
                     else (f"{no_data}; the {HEARTBEAT_NAMESPACE} {HEARTBEAT_METRIC} heartbeat")
                 )
-                of = f" of variant {variant}" if count > 1 else ""
+                of = f" of variant {variant}" if len(required) > 1 else ""
                 return Verdict.unknown(
                     ref, f"{what}{of} stopped arriving: newest datapoint on {_day(newest)}"
                 )
@@ -550,7 +557,7 @@ class EndpointProbe:
         for days in inv_by_variant:
             for day, value in days.items():
                 total[day] = total.get(day, 0.0) + value
-        every = set.intersection(*seen_by_variant)  # days on which every variant shows evidence
+        every = set.intersection(*(seen for _, seen in pairs))  # every variant shows evidence
         active = {day for day, value in total.items() if value > self._threshold}
         by_day = {day: day in active for day in every | active}
         if not by_day:
@@ -668,6 +675,7 @@ class _Series:
     invocations: tuple[cloudwatch.Dimensions, ...]  # one per variant
     heartbeat: tuple[cloudwatch.Dimensions | None, ...]  # one per variant, None: not listed
     asynchronous: bool = False
+    current: frozenset[str] | None = None  # the described variants; None: not described
 
     @classmethod
     def of(cls, resource: Resource, listed: _Listed, *, asynchronous: bool = False) -> _Series:
@@ -692,6 +700,7 @@ class _Series:
             tuple(invocations(v) for v in variants),
             tuple(beat.get(v) for v in variants),
             asynchronous,
+            frozenset(described_variants(resource)) if is_described(resource) else None,
         )
 
     def requests(self) -> list[cloudwatch.MetricRequest]:
