@@ -389,8 +389,15 @@ def _clients(server: AwsDevServer) -> tuple[SageMakerClient, CloudWatchClient]:
     )
 
 
-def grow_fleet(server: AwsDevServer, fleet: Fleet, size: int, idle: Sequence[int]) -> None:
-    """Seed endpoints fleet.size..size-1; those whose index is in `idle` get zero invocations."""
+def grow_fleet(
+    server: AwsDevServer, fleet: Fleet, size: int, idle: Sequence[int], *, heartbeat: bool = True
+) -> None:
+    """Seed endpoints fleet.size..size-1; those whose index is in `idle` get zero invocations.
+
+    With `heartbeat`, every endpoint's instances also report `/aws/sagemaker/Endpoints`
+    CPUUtilization, as real instances do every minute whether they serve traffic or not: one
+    sample at noon on each metric day and one a minute ago, so today's (incomplete) day has a
+    heartbeat and no Invocations datapoint yet."""
     if size <= fleet.size:
         return
     started = time.perf_counter()
@@ -439,16 +446,27 @@ def grow_fleet(server: AwsDevServer, fleet: Fleet, size: int, idle: Sequence[int
             {"MetricName": "Invocations", "Dimensions": dims, "Timestamp": day, "Value": value}
             for day in days
         ]
+    beats: list[Any] = []
+    if heartbeat:
+        stamps = [*days, fleet.now - timedelta(minutes=1)]
+        for index in new:
+            dims = [
+                {"Name": "EndpointName", "Value": endpoint_name(index)},
+                {"Name": "VariantName", "Value": VARIANT},
+            ]
+            beats += [
+                {"MetricName": "CPUUtilization", "Dimensions": dims, "Timestamp": t, "Value": 3.0}
+                for t in stamps
+            ]
     batches = [
-        data[start : start + MAX_METRIC_DATA_PER_CALL]
-        for start in range(0, len(data), MAX_METRIC_DATA_PER_CALL)
+        (namespace, points[start : start + MAX_METRIC_DATA_PER_CALL])
+        for namespace, points in (("AWS/SageMaker", data), ("/aws/sagemaker/Endpoints", beats))
+        for start in range(0, len(points), MAX_METRIC_DATA_PER_CALL)
     ]
     with ThreadPoolExecutor(SEED_WORKERS) as pool:
         list(
             pool.map(
-                lambda batch: cloudwatch.put_metric_data(
-                    Namespace="AWS/SageMaker", MetricData=batch
-                ),
+                lambda batch: cloudwatch.put_metric_data(Namespace=batch[0], MetricData=batch[1]),
                 batches,
             )
         )
@@ -785,6 +803,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--quick", action="store_true", help="skip the memory section")
     parser.add_argument("--no-custodian", action="store_true", help="do not run Cloud Custodian")
+    parser.add_argument(
+        "--no-heartbeat",
+        action="store_true",
+        help="seed no /aws/sagemaker/Endpoints CPUUtilization heartbeat (Invocations only)",
+    )
     parser.add_argument("--top", type=int, default=8, help="operations listed per tool")
     return parser
 
@@ -814,7 +837,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     failures: list[Run] = []
     with _workdir() as workdir, TimedDevServer() as server:
         fleet = Fleet(now=datetime.now(UTC))
-        grow_fleet(server, fleet, args.endpoints, idle)
+        grow_fleet(server, fleet, args.endpoints, idle, heartbeat=not args.no_heartbeat)
         print(f"seeded {fleet.size:,} endpoints in {fleet.seconds:.1f} s")
         runs = [run_janitor(server, fleet, workdir)]
         if custodian:
@@ -845,7 +868,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if size == args.endpoints:
                     memory.append(janitor_run)
                     continue
-                grow_fleet(server, fleet, size, idle)
+                grow_fleet(server, fleet, size, idle, heartbeat=not args.no_heartbeat)
                 if size < fleet.size:  # a smaller fleet than seeded: not measurable here
                     print(f"(memory at {size:,} skipped: the fleet already holds {fleet.size:,})")
                     continue

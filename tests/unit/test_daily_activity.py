@@ -15,6 +15,7 @@ from janitor.clouds.aws.cloudwatch import (
     daily_streak,
     idle_since,
     is_stale,
+    recently_active,
 )
 from janitor.model import Cloud, Resource, ResourceRef, Window
 
@@ -98,3 +99,48 @@ def test_idle_since_is_in_utc() -> None:
     since = idle_since(streak, box(created=0), window)
     assert since == day(2)
     assert since.tzinfo == UTC
+
+
+# -- the current, incomplete day (issue 6, section 5) --------------------------------------
+
+
+def test_used_five_hours_ago_across_midnight_is_recently_active() -> None:
+    # invoked at 22:00 on day 1; at 03:00 on day 2 the newest (incomplete) day is still empty
+    streak = daily_streak({day(0): False, day(1): True, day(2): False})
+    assert not streak.active
+    assert recently_active(streak, day(2) + timedelta(hours=3))
+
+
+def test_a_day_ending_24_hours_ago_or_more_is_not_recent() -> None:
+    streak = daily_streak({day(1): True, day(2): False, day(3): False})
+    assert recently_active(streak, day(2) + timedelta(hours=23, minutes=59))
+    assert not recently_active(streak, day(3))  # day 1's bucket ended 24 h before
+    assert not recently_active(daily_streak({day(1): False}), day(1))
+
+
+# -- never earlier than the evidence shows ------------------------------------------------
+
+
+def test_idle_since_starts_after_a_gap_in_the_evidence() -> None:
+    window = Window(day(0), day(10))
+    # evidence on days 0..3 and 6..9; nothing at all on days 4 and 5
+    evidence = [day(n) for n in (0, 1, 2, 3, 6, 7, 8, 9)]
+    streak = daily_streak(dict.fromkeys(evidence, False))
+    assert idle_since(streak, box(-30), window) == day(0)
+    assert idle_since(streak, box(-30), window, evidence) == day(6)
+
+
+def test_idle_since_with_evidence_stops_at_the_last_active_day() -> None:
+    window = Window(day(0), day(10))
+    evidence = [day(n) for n in range(10)]
+    streak = daily_streak({d: d == day(3) for d in evidence})
+    assert idle_since(streak, box(-30), window, evidence) == day(4)
+
+
+def test_idle_since_with_evidence_only_late_in_the_window() -> None:
+    # traffic stopped long ago; the only evidence is the last 5 days: the streak is 5 days old
+    window = Window(day(0) + timedelta(hours=7), day(20))
+    evidence = [day(n) for n in range(15, 20)]
+    streak = daily_streak(dict.fromkeys(evidence, False))
+    assert idle_since(streak, box(-30), window, evidence) == day(15)
+    assert idle_since(streak, box(17.5), window, evidence) == day(17.5)  # floor still wins

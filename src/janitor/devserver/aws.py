@@ -67,6 +67,8 @@ _RPC_V2_PATH = re.compile(r"^/service/[^/]+/operation/([^/]+)$")
 _CLOUDTRAIL_LOOKUP = "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.LookupEvents"
 _LIST_METRICS = "GraniteServiceVersion20100801.ListMetrics"
 _LIST_METRICS_PAGE = 500
+# ListMetrics lists only series with a datapoint this recent (real CloudWatch: two weeks).
+LIST_METRICS_WINDOW = timedelta(days=14)
 # SigV4 signing names whose IAM action prefix differs.
 _IAM_PREFIX = {"monitoring": "cloudwatch", "tagging": "tag"}
 _LOOKUP_KEYS = {
@@ -614,17 +616,21 @@ def _list_metrics(call: _Call, environ: dict[str, Any], params: dict[str, Any]) 
     dimensions (so call counts would grow with history) and is quadratic in the datapoints.
     Here a series is (namespace, name, set of dimensions); its dimensions keep the order they
     were first published in (moto's GetMetricData only matches dimensions in that order).
-    RecentlyActive=PT3H is honoured; real CloudWatch also hides series without datapoints in
-    the past two weeks, which this does not.
+    RecentlyActive=PT3H is honoured. Like real CloudWatch, a series without a datapoint in the
+    past two weeks is not listed ("ListMetrics doesn't return information about metrics if
+    those metrics haven't reported data in the past two weeks. To retrieve those metrics, use
+    GetMetricData or GetMetricStatistics", CloudWatch API reference, ListMetrics), though
+    GetMetricData still reads it. "Now" is the process clock, so time travel moves the window.
     """
     from moto.cloudwatch.models import cloudwatch_backends
 
     namespace = params.get("Namespace")
     metric_name = params.get("MetricName")
     wanted = [(str(d.get("Name")), d.get("Value")) for d in params.get("Dimensions") or []]
-    recent_since: datetime | None = None
+    now = datetime.now(UTC)
+    recent_since = now - LIST_METRICS_WINDOW
     if params.get("RecentlyActive") == "PT3H":
-        recent_since = datetime.now(UTC) - timedelta(hours=3)
+        recent_since = now - timedelta(hours=3)
     backend = cloudwatch_backends[_account_of(environ)][call.region]
     series: dict[tuple[str, str, frozenset[tuple[str, str]]], dict[str, Any]] = {}
     for datum in list(backend.get_all_metrics()):
@@ -635,11 +641,10 @@ def _list_metrics(call: _Call, environ: dict[str, Any], params: dict[str, Any]) 
         dims = [(str(d.name), str(d.value)) for d in datum.dimensions]
         if not all(_dimension_matches(dims, name, value) for name, value in wanted):
             continue
-        if recent_since is not None:
-            stamp = datum.timestamp
-            stamp = stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
-            if stamp < recent_since:
-                continue
+        stamp = datum.timestamp
+        stamp = stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+        if stamp < recent_since:
+            continue
         key = (datum.namespace, datum.name, frozenset(dims))
         if key not in series:
             series[key] = {
@@ -648,9 +653,8 @@ def _list_metrics(call: _Call, environ: dict[str, Any], params: dict[str, Any]) 
                 "Dimensions": [{"Name": n, "Value": v} for n, v in dims],
             }
     metrics = list(series.values())
-    fingerprint = hashlib.sha256(
-        json.dumps([call.region, namespace, metric_name, wanted, recent_since is None]).encode()
-    ).hexdigest()[:16]
+    query = [call.region, namespace, metric_name, wanted, params.get("RecentlyActive")]
+    fingerprint = hashlib.sha256(json.dumps(query).encode()).hexdigest()[:16]
     offset = 0
     if params.get("NextToken"):
         offset = _decode_token(str(params["NextToken"]), fingerprint, "InvalidParameterValue")

@@ -392,11 +392,12 @@ def test_list_metrics_lists_each_series_once_and_pages_by_500(
     )
     aws_env.reset_calls()
 
-    pages = list(
-        cloudwatch.get_paginator("list_metrics").paginate(
-            Namespace="AWS/SageMaker", MetricName="Invocations"
+    with at(NOW):  # ListMetrics lists series with a datapoint in the two weeks before now
+        pages = list(
+            cloudwatch.get_paginator("list_metrics").paginate(
+                Namespace="AWS/SageMaker", MetricName="Invocations"
+            )
         )
-    )
 
     assert [len(page["Metrics"]) for page in pages] == [500, 10]
     assert aws_env.calls["monitoring.ListMetrics"] == 2
@@ -405,12 +406,61 @@ def test_list_metrics_lists_each_series_once_and_pages_by_500(
         {"Name": "EndpointName", "Value": "ep-0"},
         {"Name": "VariantName", "Value": "AllTraffic"},
     ]
-    filtered = cloudwatch.list_metrics(
-        Namespace="AWS/SageMaker",
-        Dimensions=[{"Name": "EndpointName", "Value": "ep-0"}],
-    )["Metrics"]
+    with at(NOW):
+        filtered = cloudwatch.list_metrics(
+            Namespace="AWS/SageMaker",
+            Dimensions=[{"Name": "EndpointName", "Value": "ep-0"}],
+        )["Metrics"]
+        by_name_only = cloudwatch.list_metrics(
+            Namespace="AWS/SageMaker",
+            MetricName="ModelLatency",
+            Dimensions=[{"Name": "VariantName"}],
+        )["Metrics"]
     assert sorted(m["MetricName"] for m in filtered) == ["Invocations", "ModelLatency"]
-    by_name_only = cloudwatch.list_metrics(
-        Namespace="AWS/SageMaker", MetricName="ModelLatency", Dimensions=[{"Name": "VariantName"}]
-    )["Metrics"]
     assert len(by_name_only) == 1
+
+
+def test_list_metrics_hides_series_quiet_for_two_weeks_but_get_metric_data_reads_them(
+    aws_env: AwsDevServer, client: ClientFactory
+) -> None:
+    cloudwatch = client("cloudwatch")
+    dims = {"EndpointName": "ep-quiet", "VariantName": "AllTraffic"}
+    put_daily_metric(
+        cloudwatch, "AWS/SageMaker", "Invocations", dims, [(NOW - timedelta(days=20), 7.0)]
+    )
+    put_daily_metric(
+        cloudwatch,
+        "AWS/SageMaker",
+        "Invocations",
+        {"EndpointName": "ep-recent", "VariantName": "AllTraffic"},
+        [(NOW - timedelta(days=13), 1.0)],
+    )
+
+    def listed(when: datetime) -> list[str]:
+        with at(when):
+            metrics = cloudwatch.list_metrics(Namespace="AWS/SageMaker")["Metrics"]
+        names = (d["Value"] for m in metrics for d in m["Dimensions"])
+        return sorted(name for name in names if name.startswith("ep-"))
+
+    assert listed(NOW) == ["ep-recent"]  # ep-quiet's last datapoint is 20 days old
+    assert listed(NOW - timedelta(days=7)) == ["ep-quiet", "ep-recent"]  # 13 days old then
+    with at(NOW):
+        result = cloudwatch.get_metric_data(
+            MetricDataQueries=[
+                {
+                    "Id": "q",
+                    "MetricStat": {
+                        "Metric": {
+                            "Namespace": "AWS/SageMaker",
+                            "MetricName": "Invocations",
+                            "Dimensions": [{"Name": k, "Value": v} for k, v in dims.items()],
+                        },
+                        "Period": 86400,
+                        "Stat": "Sum",
+                    },
+                }
+            ],
+            StartTime=NOW - timedelta(days=30),
+            EndTime=NOW,
+        )["MetricDataResults"][0]
+    assert result["Values"] == [7.0]  # still readable by its exact dimension set

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import time_machine
 
 from janitor.clouds.aws.ec2_gpu import GPU_METRIC, build
 from janitor.clouds.base import KindHandlers, RestoreFailed, stop_now
@@ -254,8 +255,8 @@ def test_gpu_never_busy_is_idle_since_launch_or_window_start(env: Env) -> None:
     (recent,) = env.launch("g5.xlarge", days_ago=10)
     (old,) = env.launch("g5.xlarge", days_ago=60)
     now = datetime.now(UTC)
-    env.gpu_metrics(recent, [_days(9, 1, 1.0)], now)
-    env.gpu_metrics(old, [_days(29, 1, 1.0)], now)
+    env.gpu_metrics(recent, [_days(10, 1, 1.0)], now)
+    env.gpu_metrics(old, [_days(30, 1, 1.0)], now)
     found = env.scan()
 
     verdicts = env.usage(now)
@@ -293,7 +294,8 @@ def test_gpu_series_without_recent_data_is_unknown(env: Env) -> None:
     assert "more than 3 days ago" in verdicts[stale].evidence
     assert verdicts[stale].idle_since is None
     assert verdicts[empty].status is Status.UNKNOWN
-    assert "no nvidia_smi_utilization_gpu datapoints" in verdicts[empty].evidence
+    # not listed (quiet for two weeks) and nothing in the window: the fallback, with no data
+    assert "no CPUUtilization or network datapoints" in verdicts[empty].evidence
 
 
 # --- usage: CPU + network fallback (low confidence) ----------------------------------------
@@ -313,7 +315,8 @@ def test_cpu_and_network_fallback_gives_low_confidence(env: Env) -> None:
 
     assert verdicts[idle].status is Status.IDLE
     assert verdicts[idle].confidence is Confidence.LOW
-    assert verdicts[idle].idle_since == env.scan()[idle].last_started_at  # never busy
+    # never busy; the datapoints start 15 days ago, launched 20 days ago: no earlier than them
+    assert verdicts[idle].idle_since == _midnight(now) - 15 * DAY
     assert "max CPU 2.0%, max network 25.0 MB/day" in verdicts[idle].evidence
     assert "fallback: no CWAgent nvidia_smi_utilization_gpu series" in verdicts[idle].evidence
     assert verdicts[cpu_busy].status is Status.ACTIVE
@@ -342,7 +345,8 @@ def test_gpu_metrics_win_over_the_cpu_fallback(env: Env) -> None:
 
 
 def test_denied_metric_data_makes_every_instance_unknown(env: Env) -> None:
-    gpu, cpu = env.launch("g5.xlarge", days_ago=10, count=2)
+    (gpu,) = env.launch("g5.xlarge", days_ago=10)
+    (cpu,) = env.launch("g4dn.xlarge", days_ago=10)  # no g4dn reports GPUs: the CPU fallback
     now = datetime.now(UTC)
     env.gpu_metrics(gpu, [_days(9, 1, 0.0)], now)
     env.ec2_metric(cpu, "CPUUtilization", _days(9, 1, 0.0), now)
@@ -506,3 +510,45 @@ def _set_root_device_type(instance_id: str, root_device_type: str) -> None:
 
     instance = ec2_backends[ACCOUNT_ID]["us-east-1"].get_instance(instance_id)
     instance.root_device_type = root_device_type
+
+
+# --- evidence that cannot overstate idleness (issue 6, section 5) ----------------------------
+
+
+def test_an_agent_silent_for_twenty_days_is_unknown_not_a_cpu_fallback(env: Env) -> None:
+    silent, peer = env.launch("g5.xlarge", days_ago=60, count=2)
+    now = datetime.now(UTC)
+    env.gpu_metrics(silent, [_days(40, 20, 90.0)], now)  # the agent stopped 20 days ago
+    env.gpu_metrics(peer, [_days(40, 1, 80.0)], now)  # another g5.xlarge still reports
+    env.ec2_metric(silent, "CPUUtilization", _days(40, 1, 1.0), now)  # a quiet CPU
+    env.ec2_metric(silent, "NetworkIn", _days(40, 1, 1e3), now)
+    env.ec2_metric(silent, "NetworkOut", _days(40, 1, 1e3), now)
+    listed = env.cloudwatch.list_metrics(Namespace="CWAgent")["Metrics"]
+    assert {d["Value"] for m in listed for d in m["Dimensions"] if d["Name"] == "InstanceId"} == {
+        peer
+    }  # ListMetrics no longer lists the silent agent's series
+
+    verdicts = env.usage(now, window=timedelta(days=74))
+
+    assert verdicts[silent].status is Status.UNKNOWN  # was: idle by CPU, low confidence
+    day = (_midnight(now) - 20 * DAY).strftime("%Y-%m-%d")
+    assert f"the CloudWatch agent stopped reporting on {day}" in verdicts[silent].evidence
+    assert verdicts[peer].status is Status.ACTIVE
+
+
+def test_a_gpu_busy_late_yesterday_is_active_though_today_is_quiet(
+    scope: ScopeFactory, aws_env: AwsDevServer
+) -> None:
+    now = datetime(2026, 9, 30, 3, 0, tzinfo=UTC)  # 03:00 UTC: today has barely begun
+    with time_machine.travel(now, tick=True):
+        env = Env(scope(), aws_env, _rule())
+        (iid,) = env.launch("g5.xlarge", days_ago=20)
+        dims = {"InstanceId": iid, "index": "0", "name": "NVIDIA A10G", "arch": "Ampere"}
+        points = [(_noon(now, d), 0.0) for d in range(15, 1, -1)]
+        points += [(now - timedelta(hours=5), 95.0), (now - timedelta(minutes=5), 0.0)]
+        put_daily_metric(env.cloudwatch, "CWAgent", GPU_METRIC, dims, points)
+
+        verdict = env.usage(now)[iid]
+
+    assert verdict.status is Status.ACTIVE  # was: idle since 00:00 today
+    assert "GPU utilisation 95.0% on 2026-09-29" in verdict.evidence

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import time_machine
 from botocore.exceptions import ClientError
 
 from janitor.clouds import registry
@@ -135,8 +136,17 @@ def zeros(days: int, start: int = 0) -> dict[int, float]:
     return {d: 0.0 for d in range(start, days)}
 
 
-def resource(name: str, created: datetime = CREATED, **details: Any) -> Resource:
+ALL_TRAFFIC = ({"name": "AllTraffic", "instance_type": "ml.g4dn.xlarge", "count": 1},)
+
+
+def resource(
+    name: str, created: datetime = CREATED, *, described: bool = True, **details: Any
+) -> Resource:
+    """An endpoint record; `described` (the default) as `describe` leaves it: one real-time
+    variant AllTraffic unless `details` say otherwise. Undescribed, as `scan` yields it."""
     arn = f"arn:aws:sagemaker:us-east-1:{ACCOUNT_ID}:endpoint/{name}"
+    if described:
+        details = {"variants": ALL_TRAFFIC, "endpoint_type": "real-time", **details}
     return Resource(
         ref=ResourceRef(Cloud.AWS, KIND, ACCOUNT_ID, "us-east-1", arn),
         name=name,
@@ -144,6 +154,19 @@ def resource(name: str, created: datetime = CREATED, **details: Any) -> Resource
         created_at=created,
         details=details,
     )
+
+
+def named(*variants: str) -> tuple[dict[str, Any], ...]:
+    """`details["variants"]` for variants of these names."""
+    return tuple({"name": v, "instance_type": "ml.m5.large", "count": 1} for v in variants)
+
+
+@pytest.fixture(autouse=True)
+def _clock_at_now() -> Iterator[None]:
+    """The process clock at NOW (ticking: calls may retry), so the emulator's ListMetrics
+    window (series with a datapoint in the past two weeks) is the one the tests read."""
+    with time_machine.travel(NOW, tick=True):
+        yield
 
 
 # -- scan and describe -----------------------------------------------------------------------
@@ -234,7 +257,7 @@ def test_describe_fills_in_variants_instance_type_and_count(
     )
     h = handlers(scope)
     [listed] = list(h.scanner.scan())
-    gone = resource("ep-gone")
+    gone = resource("ep-gone", described=False)
     aws_env.reset_calls()
 
     described, unchanged = h.scanner.describe([listed, gone])
@@ -247,6 +270,7 @@ def test_describe_fills_in_variants_instance_type_and_count(
             {"name": "green", "instance_type": "ml.m5.large", "count": 1},
         ),
         "endpoint_config_name": "ep-multi-config",
+        "endpoint_type": "real-time",
     }
     assert (described.ref, described.tags, described.created_at) == (
         listed.ref,
@@ -373,11 +397,12 @@ def test_idle_endpoint_with_zero_invocations_every_day(scope: ScopeFactory) -> N
     verdict = usage(scope, [ep])[ep.ref.key]
 
     assert verdict.status is Status.IDLE
-    assert verdict.idle_since == WINDOW.start  # created long before the window
+    # created long before the window; the first datapoint is on 09-01: never earlier than that
+    assert verdict.idle_since == TODAY - timedelta(days=29)
     assert verdict.last_activity is None
     assert verdict.confidence.value == "high"
     assert verdict.evidence == (
-        "0 invocations across 1 variant since 2026-08-31 (Sum per day, AWS/SageMaker Invocations)"
+        "0 invocations across 1 variant since 2026-09-01 (Sum per day, AWS/SageMaker Invocations)"
     )
 
 
@@ -396,7 +421,7 @@ def test_idle_since_the_end_of_the_last_active_day(scope: ScopeFactory) -> None:
 
 def test_idle_streak_starts_no_earlier_than_creation(scope: ScopeFactory) -> None:
     created = NOW - timedelta(days=5, hours=3)
-    invocations(scope().client("cloudwatch"), "ep-new", zeros(5))
+    invocations(scope().client("cloudwatch"), "ep-new", zeros(6))
     ep = resource("ep-new", created=created)
 
     verdict = usage(scope, [ep])[ep.ref.key]
@@ -428,7 +453,7 @@ def test_threshold_counts_light_traffic_as_idle(scope: ScopeFactory) -> None:
 
 def test_unknown_when_no_metric_is_listed(scope: ScopeFactory) -> None:
     invocations(scope().client("cloudwatch"), "someone-else", zeros(3))
-    ep = resource("ep-silent")
+    ep = resource("ep-silent", described=False)
 
     verdict = usage(scope, [ep])[ep.ref.key]
 
@@ -540,9 +565,10 @@ def test_heartbeat_days_without_invocations_count_as_zero_days(scope: ScopeFacto
     assert verdict.evidence == (
         "0 invocations across 1 variant since 2026-09-21 (Sum per day, AWS/SageMaker Invocations)"
     )
-    # a newest day of heartbeat only is a zero day: not active, idle since the last traffic
-    assert verdicts[busy.ref.key].status is Status.IDLE
-    assert verdicts[busy.ref.key].idle_since == TODAY
+    # a newest day of heartbeat only is a zero day, but today is not over: traffic yesterday
+    # (within the last 24 hours) is activity (issue 6: it was idle since today 00:00)
+    assert verdicts[busy.ref.key].status is Status.ACTIVE
+    assert verdicts[busy.ref.key].evidence.startswith("5 invocations on 2026-09-29")
     assert verdicts[stale.ref.key].status is Status.UNKNOWN
     assert "stopped arriving" in verdicts[stale.ref.key].evidence
 
@@ -586,9 +612,8 @@ def test_unknown_when_get_metric_data_is_denied_for_a_heartbeat_only_endpoint(
     verdict = usage(scope, [ep])[ep.ref.key]
 
     assert verdict.status is Status.UNKNOWN
-    assert "/aws/sagemaker/Endpoints CPUUtilization for variant AllTraffic unreadable" in (
-        verdict.evidence
-    )
+    # the Invocations series is queried too, though not listed: its denial comes first
+    assert "Invocations for variant AllTraffic unreadable" in verdict.evidence
     assert "AccessDenied" in verdict.evidence
 
 
@@ -648,7 +673,10 @@ def test_multi_variant_endpoint_is_idle_only_if_every_variant_is(scope: ScopeFac
     invocations(cloudwatch, "ep-ab", {**zeros(30), 0: 7.0}, variant="b")
     invocations(cloudwatch, "ep-cd", zeros(30), variant="c")
     invocations(cloudwatch, "ep-cd", zeros(30), variant="d")
-    ab, cd = resource("ep-ab"), resource("ep-cd")
+    ab, cd = (
+        resource("ep-ab", variants=named("a", "b")),
+        resource("ep-cd", variants=named("c", "d")),
+    )
 
     verdicts = usage(scope, [ab, cd])
 
@@ -731,7 +759,7 @@ def test_an_endpoints_variants_are_never_split_across_get_metric_data_calls(
         cloudwatch.put_metric_data(Namespace="AWS/SageMaker", MetricData=data[start : start + 1000])
     invocations(cloudwatch, "ep-two", {1: 0.0}, variant="a")
     invocations(cloudwatch, "ep-two", {1: 5.0}, variant="b")  # the 501st series
-    eps = [resource(name) for name in singles] + [resource("ep-two")]
+    eps = [resource(name) for name in singles] + [resource("ep-two", variants=named("a", "b"))]
     aws_env.reset_calls()
 
     verdicts = handlers(scope).probe.usage(eps, Window.ending(NOW, timedelta(days=5)), NOW)
@@ -1291,3 +1319,215 @@ def test_restore_of_an_old_recipe_without_models_or_scaling(scope: ScopeFactory)
         del recipe[key]
 
     assert h.stopper.restore(recipe) == "recreated endpoint ep from endpoint config ep-config"
+
+
+# -- evidence that cannot overstate idleness (issue 6, section 5) ----------------------------
+
+
+def scanned(scope: ScopeFactory, name: str) -> Resource:
+    """The endpoint `name` as `scan` yields it (not described)."""
+    [found] = [r for r in handlers(scope).scanner.scan() if r.name == name]
+    return found
+
+
+def test_invoked_five_hours_ago_across_midnight_is_active_and_not_described(
+    scope: ScopeFactory, aws_env: AwsDevServer
+) -> None:
+    s = scope()
+    make_endpoint(s.client("sagemaker"), "ep-night")
+    cloudwatch = s.client("cloudwatch")
+    early = TODAY + timedelta(hours=3)  # 03:00 UTC; last invoked at 22:00 the day before
+    put_daily_metric(
+        cloudwatch,
+        "AWS/SageMaker",
+        "Invocations",
+        {"EndpointName": "ep-night", "VariantName": "AllTraffic"},
+        [
+            *((TODAY - timedelta(days=d, hours=12), 0.0) for d in range(1, 30)),
+            (TODAY - timedelta(hours=2), 40.0),
+        ],
+    )
+    put_daily_metric(  # the instances report all along, today included
+        cloudwatch,
+        "/aws/sagemaker/Endpoints",
+        "CPUUtilization",
+        {"EndpointName": "ep-night", "VariantName": "AllTraffic"},
+        [(early - timedelta(hours=h), 2.0) for h in range(1, 24 * 30, 6)],
+    )
+    with time_machine.travel(early, tick=True):
+        ep = scanned(scope, "ep-night")
+        aws_env.reset_calls()
+        verdicts = handlers(scope).probe.usage([ep], Window.ending(early, WINDOW_LENGTH), early)
+    verdict = verdicts[ep.ref.key]
+
+    assert verdict.status is Status.ACTIVE  # was: idle since 00:00 today
+    assert verdict.evidence.startswith("40 invocations on 2026-09-29")
+    assert aws_env.calls["sagemaker.DescribeEndpoint"] == 0  # active: never described
+
+
+WINDOW_LENGTH = timedelta(days=74)
+
+
+def test_traffic_stopped_twenty_days_ago_is_idle_since_then_though_not_listed(
+    scope: ScopeFactory, aws_env: AwsDevServer
+) -> None:
+    s = scope()
+    make_endpoint(s.client("sagemaker"), "ep-quiet")
+    cloudwatch = s.client("cloudwatch")
+    # traffic (published only on days with traffic) until 20 days ago; heartbeat every day
+    invocations(cloudwatch, "ep-quiet", {d: 250.0 for d in range(20, 80)})
+    heartbeat(cloudwatch, "ep-quiet", range(85))
+    ep = scanned(scope, "ep-quiet")
+    listed = s.client("cloudwatch").list_metrics(Namespace="AWS/SageMaker")["Metrics"]
+    assert listed == []  # no Invocations datapoint in two weeks: ListMetrics hides the series
+    window = Window.ending(NOW, WINDOW_LENGTH)
+
+    verdict = handlers(scope).probe.usage([ep], window, NOW)[ep.ref.key]
+
+    assert verdict.status is Status.IDLE
+    assert verdict.idle_since == TODAY - timedelta(days=19)  # was: the window start, 74 days
+    assert verdict.last_activity == TODAY - timedelta(days=19)
+    assert verdict.confidence is Confidence.HIGH
+    assert verdict.evidence == (
+        "0 invocations across 1 variant since 2026-09-11 (Sum per day, AWS/SageMaker Invocations)"
+    )
+
+
+def test_a_variant_without_metrics_is_unknown_when_first_judged(
+    scope: ScopeFactory, aws_env: AwsDevServer
+) -> None:
+    s = scope()
+    make_endpoint(
+        s.client("sagemaker"),
+        "ep-ab",
+        variants=(("a", "ml.m5.large", 1), ("b", "ml.m5.large", 1)),
+    )
+    cloudwatch = s.client("cloudwatch")
+    invocations(cloudwatch, "ep-ab", zeros(30), variant="a")
+    heartbeat(cloudwatch, "ep-ab", range(30), variant="a")  # b publishes nothing at all
+    h = handlers(scope)
+    [ep] = list(h.scanner.scan())
+    aws_env.reset_calls()
+
+    verdict = h.probe.usage([ep], WINDOW, NOW)[ep.ref.key]
+
+    assert verdict.status is Status.UNKNOWN  # was: idle, high confidence, until described
+    assert "variant(s) b publish no AWS/SageMaker Invocations datapoint" in verdict.evidence
+    # the probe described it; the pipeline's describe of the same finding reuses that answer
+    [described] = h.scanner.describe([ep])
+    assert [v["name"] for v in described.details["variants"]] == ["a", "b"]
+    assert aws_env.calls["sagemaker.DescribeEndpoint"] == 1
+    [again] = h.scanner.describe([ep])  # a later describe asks again
+    assert again.details == described.details
+    assert aws_env.calls["sagemaker.DescribeEndpoint"] == 2
+
+
+def test_an_idle_endpoint_is_described_once_and_judged_with_its_variants(
+    scope: ScopeFactory, aws_env: AwsDevServer
+) -> None:
+    s = scope()
+    make_endpoint(
+        s.client("sagemaker"),
+        "ep-cd",
+        variants=(("c", "ml.m5.large", 1), ("d", "ml.m5.large", 1)),
+    )
+    cloudwatch = s.client("cloudwatch")
+    invocations(cloudwatch, "ep-cd", zeros(30), variant="c")
+    invocations(cloudwatch, "ep-cd", zeros(30), variant="d")
+    h = handlers(scope)
+    [ep] = list(h.scanner.scan())
+    aws_env.reset_calls()
+
+    verdict = h.probe.usage([ep], WINDOW, NOW)[ep.ref.key]
+
+    assert verdict.status is Status.IDLE
+    assert "across 2 variants" in verdict.evidence
+    # nothing new in the description: the first GetMetricData answer stands
+    assert aws_env.calls["monitoring.GetMetricData"] == 1
+    assert aws_env.calls["sagemaker.DescribeEndpoint"] == 1
+
+
+ASYNC_CONFIG = {"AsyncInferenceConfig": {"OutputConfig": {"S3OutputPath": "s3://out/async/"}}}
+
+
+def queue(cloudwatch: Any, endpoint: str, metric: str, by_days_ago: dict[int, float]) -> None:
+    put_daily_metric(
+        cloudwatch,
+        "AWS/SageMaker",
+        metric,
+        {"EndpointName": endpoint},
+        [(NOW - timedelta(days=days), value) for days, value in sorted(by_days_ago.items())],
+    )
+
+
+def test_an_asynchronous_endpoint_is_never_idle_on_its_heartbeat_alone(
+    scope: ScopeFactory,
+) -> None:
+    s = scope()
+    cloudwatch = s.client("cloudwatch")
+    for name in ("ep-async-silent", "ep-async-idle", "ep-async-busy"):
+        make_endpoint(s.client("sagemaker"), name, extra_config=ASYNC_CONFIG)
+        heartbeat(
+            cloudwatch, name, range(30)
+        )  # instances up; async endpoints publish no Invocations
+    queue(cloudwatch, "ep-async-idle", "InvocationsProcesssed", zeros(30))
+    queue(cloudwatch, "ep-async-idle", "ApproximateBacklogSize", zeros(30))
+    queue(cloudwatch, "ep-async-busy", "ApproximateBacklogSize", {**zeros(30), 2: 3.0})
+    h = handlers(scope)
+    found = {r.name: r for r in h.scanner.scan()}
+
+    verdicts = h.probe.usage(list(found.values()), WINDOW, NOW)
+
+    silent = verdicts[found["ep-async-silent"].ref.key]
+    assert silent.status is Status.UNKNOWN  # was: idle (heartbeat only), medium confidence
+    assert silent.evidence.startswith("asynchronous endpoint with no InvocationsProcesssed")
+    idle = verdicts[found["ep-async-idle"].ref.key]
+    assert idle.status is Status.IDLE
+    assert idle.confidence is Confidence.HIGH
+    assert idle.idle_since == TODAY - timedelta(days=29)
+    assert "asynchronous requests processed and an empty queue since 2026-09-01" in idle.evidence
+    busy = verdicts[found["ep-async-busy"].ref.key]
+    assert busy.status is Status.IDLE  # a queue 2 days ago, nothing since
+    assert busy.idle_since == TODAY - timedelta(days=1)
+
+
+def test_the_endpoint_type_comes_from_its_config() -> None:
+    model = {"VariantName": "v", "ModelName": "m", "InstanceType": "ml.m5.large"}
+    components = {"VariantName": "v", "InstanceType": "ml.g5.2xlarge"}  # no ModelName
+    assert sagemaker_endpoint.endpoint_type({"ProductionVariants": [model]}) == "real-time"
+    assert (
+        sagemaker_endpoint.endpoint_type({"ProductionVariants": [model], **ASYNC_CONFIG}) == "async"
+    )
+    assert (
+        sagemaker_endpoint.endpoint_type({"ProductionVariants": [components]})
+        == "inference-components"
+    )
+    assert sagemaker_endpoint.endpoint_type(None) == "unknown"
+
+
+def test_an_endpoint_with_inference_components_is_unknown(scope: ScopeFactory) -> None:
+    # moto cannot create inference components: the endpoint is given as `describe` leaves it
+    cloudwatch = scope().client("cloudwatch")
+    invocations(cloudwatch, "ep-ic", zeros(30))
+    heartbeat(cloudwatch, "ep-ic", range(30))
+    ep = resource("ep-ic", endpoint_type="inference-components")
+
+    verdict = usage(scope, [ep])[ep.ref.key]
+
+    assert verdict.status is Status.UNKNOWN
+    assert "hosts inference components" in verdict.evidence
+
+
+def test_a_removed_variants_traffic_counts_but_its_silence_does_not(scope: ScopeFactory) -> None:
+    cloudwatch = scope().client("cloudwatch")
+    # "blue" served until 5 days ago, then the endpoint was updated to a config with "green" only
+    invocations(cloudwatch, "ep-swap", {d: 10.0 for d in range(5, 20)}, variant="blue")
+    invocations(cloudwatch, "ep-swap", zeros(5), variant="green")
+    heartbeat(cloudwatch, "ep-swap", range(5), variant="green")
+    ep = resource("ep-swap", variants=named("green"))
+
+    verdict = usage(scope, [ep])[ep.ref.key]
+
+    assert verdict.status is Status.IDLE  # blue's stale series is not a variant of it any more
+    assert verdict.idle_since == TODAY - timedelta(days=4)  # blue's last traffic still counts
+    assert "across 1 variant since 2026-09-26" in verdict.evidence

@@ -17,9 +17,19 @@ Every kind that reads CloudWatch goes through here, so the batching rules live i
   CloudWatch could not answer is reported on the results it concerns (`ok` is False, `error`
   says why): a probe turns that into `unknown`, never `idle`.
 * `daily_bounds` aligns a window to whole UTC days, so `Period=86400` buckets are calendar days.
-* `daily_streak`, `is_stale` and `idle_since` turn per-day activity (a probe decides what makes
-  a day active) into the newest streak: active when the newest day is, else idle since the end
-  of the last active day, never before the resource's streak floor. Pure: no client involved.
+* `daily_streak`, `is_stale`, `recently_active` and `idle_since` turn per-day activity (a probe
+  decides what makes a day active) into the newest streak: active when the newest day is, or
+  when the last active day may have been within the last 24 hours (the current day is
+  incomplete: an endpoint invoked at 22:00 is not idle at 03:00 the next day); else idle since
+  the start of the newest unbroken run of days with evidence after the last active day, never
+  before the window, the resource's streak floor or the evidence. Pure: no client involved.
+
+ListMetrics lists only series with a datapoint in the past two weeks ("ListMetrics doesn't
+return information about metrics if those metrics haven't reported data in the past two
+weeks. To retrieve those metrics, use GetMetricData or GetMetricStatistics", CloudWatch API
+reference, ListMetrics). A series that went quiet longer ago is still readable by its exact
+dimension set, so probes also query the dimension sets they know from elsewhere (another
+metric of the same resource, the resource's described details) whether listed or not.
 """
 
 from __future__ import annotations
@@ -32,7 +42,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from botocore.exceptions import BotoCoreError, ClientError
 
 from janitor.clouds.aws.session import is_access_denied, one_line
-from janitor.model import Resource, Window, require_aware
+from janitor.model import Resource, Window, require_aware, utc
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
@@ -172,18 +182,56 @@ def daily_streak(active_by_day: Mapping[datetime, bool]) -> Streak:
     return Streak(active_by_day[days[-1]], last_active, idle)
 
 
+# Something used within this long before `now` is active, whatever the daily buckets say.
+RECENT = timedelta(hours=24)
+
+
+def recently_active(streak: Streak, now: datetime) -> bool:
+    """The last active day may hold activity within the last 24 hours.
+
+    Daily buckets cannot tell 00:01 from 23:59, so a day whose bucket ends after `now - 24h`
+    counts: an endpoint last invoked 5 hours ago, before midnight UTC, is active today (its
+    newest, incomplete day has no invocations yet), and one last used at 00:01 yesterday
+    stays active until midnight. Never calls something idle that was used in the last day.
+    """
+    if streak.last_active_day is None:
+        return False
+    return streak.last_active_day + DAY > utc(now) - RECENT
+
+
 def is_stale(newest_day: datetime, now: datetime, stale_after: timedelta = STALE_AFTER) -> bool:
     """Every datapoint of the newest daily bucket is more than `stale_after` old."""
     return now - (newest_day + DAY) > stale_after
 
 
-def idle_since(streak: Streak, resource: Resource, window: Window) -> datetime:
+def idle_since(
+    streak: Streak,
+    resource: Resource,
+    window: Window,
+    evidence_days: Collection[datetime] | None = None,
+) -> datetime:
     """Start of the idle streak, in UTC: the end of the last active day, or the window's start
-    when no day was active; never before `resource.streak_floor`. Not capped at now."""
+    when no day was active; never before `resource.streak_floor`. Not capped at now.
+
+    With `evidence_days` (the daily buckets for which the probe holds evidence of inactivity),
+    never earlier than the evidence shows either: the streak starts at the first day of the
+    newest unbroken run of evidence days that ends on the newest idle day, so a gap (a day
+    with no datapoint at all) ends the streak there instead of being read as idle."""
     floor = resource.streak_floor.astimezone(UTC)
+    start = window.start.astimezone(UTC)
     if streak.last_active_day is None:
-        return max(floor, window.start.astimezone(UTC))
-    return max(streak.last_active_day + DAY, floor)
+        since = max(floor, start)
+    else:
+        since = max(streak.last_active_day + DAY, floor)
+    if evidence_days is not None and streak.idle_days:
+        covered = set(evidence_days)
+        first = streak.idle_days[-1]
+        while first - DAY in covered and (
+            streak.last_active_day is None or first - DAY > streak.last_active_day
+        ):
+            first -= DAY
+        since = max(since, first, start)
+    return since
 
 
 def _batches(items: Sequence[MetricRequest], size: int) -> Iterator[Sequence[MetricRequest]]:

@@ -20,6 +20,19 @@ Usage, strongest first, batched through `cloudwatch.py` for every instance of th
   `cpu_utilization_percent`, or NetworkIn + NetworkOut Sum per day above `network_mb_per_day`.
   A data loader or a CPU-bound preprocessing step looks the same as training here.
 
+ListMetrics lists only series with a datapoint in the past two weeks: the GPU series of an
+instance whose agent stopped reporting 20 days ago are no longer listed, and the instance would
+look like one without the agent. So for an instance with no listed GPU series, the series its
+agent would publish are queried too, by the dimension sets the agent uses on running
+instances of the same type in the region (the InstanceId swapped for its own): if they hold
+datapoints in the window, the instance is judged by them, and a newest one more than three
+days old makes it unknown ("the CloudWatch agent stopped reporting on DATE"), never a CPU
+fallback. Without a peer of the same type reporting, an agent silent for more than two weeks
+cannot be told from no agent at all (a limit of ListMetrics).
+
+Something used in the last 24 hours is active (the newest day is incomplete), and an idle
+streak starts no earlier than the newest unbroken run of days with datapoints.
+
 Each instance's series share one GetMetricData call (500 series per call), and each call's
 points are reduced to verdicts before the next call is made: memory does not grow with the
 region's datapoints.
@@ -51,6 +64,7 @@ from janitor.clouds.aws.cloudwatch import (
     idle_since,
     is_stale,
     list_dimension_sets,
+    recently_active,
     stream_metric_data,
 )
 from janitor.clouds.aws.session import AwsScope, client_config, one_line
@@ -345,26 +359,35 @@ class Ec2GpuProbe:
             instance_id = dict(dims).get("InstanceId")
             if instance_id in gpus:
                 gpus[instance_id].append(dims)
+        unlisted = _unlisted_gpu_series(resources, gpus)
 
         start, end = daily_bounds(window)
         verdicts: dict[str, Verdict] = {}
         for resource, results in stream_metric_data(
-            self._cloudwatch, self._groups(resources, gpus), start, end
+            self._cloudwatch, self._groups(resources, gpus, unlisted), start, end
         ):
-            if gpus[resource.ref.id]:
+            instance_id = resource.ref.id
+            if gpus[instance_id]:
                 verdict = self._gpu_verdict(resource, results, window, now)
             else:
-                cpu, net_in, net_out = results
-                verdict = self._fallback_verdict(resource, cpu, net_in, net_out, window, now)
+                *guessed, cpu, net_in, net_out = results
+                found = [r for r in guessed if not r.ok or _in_window(r, start, end)]
+                if found:  # the agent did report for this instance: judge it by its GPUs
+                    verdict = self._gpu_verdict(resource, found, window, now, unlisted=True)
+                else:
+                    verdict = self._fallback_verdict(resource, cpu, net_in, net_out, window, now)
             verdicts[resource.ref.key] = verdict
         return {resource.ref.key: verdicts[resource.ref.key] for resource in resources}
 
     @staticmethod
     def _groups(
-        resources: Sequence[Resource], gpus: Mapping[str, Sequence[Dimensions]]
+        resources: Sequence[Resource],
+        gpus: Mapping[str, Sequence[Dimensions]],
+        unlisted: Mapping[str, Sequence[Dimensions]],
     ) -> Iterator[tuple[Resource, list[MetricRequest]]]:
-        """One group per instance (its GPUs, or its CPU + network), so each one's series share
-        a GetMetricData call and are reduced to its verdict as soon as that call is answered."""
+        """One group per instance (its GPUs, or its unlisted GPU series then its CPU +
+        network), so each one's series share a GetMetricData call and are reduced to its
+        verdict as soon as that call is answered."""
         seen: set[str] = set()
         for resource in resources:
             if resource.ref.key in seen:
@@ -387,6 +410,12 @@ class Ec2GpuProbe:
                 resource,
                 [
                     MetricRequest(
+                        f"gpu?|{instance_id}|{i}", GPU_NAMESPACE, GPU_METRIC, d, "Maximum"
+                    )
+                    for i, d in enumerate(unlisted.get(instance_id, ()))
+                ]
+                + [
+                    MetricRequest(
                         f"cpu|{instance_id}", EC2_NAMESPACE, "CPUUtilization", one, "Maximum"
                     ),
                     MetricRequest(f"in|{instance_id}", EC2_NAMESPACE, "NetworkIn", one, "Sum"),
@@ -395,7 +424,13 @@ class Ec2GpuProbe:
             )
 
     def _gpu_verdict(
-        self, resource: Resource, series: Sequence[MetricResult], window: Window, now: datetime
+        self,
+        resource: Resource,
+        series: Sequence[MetricResult],
+        window: Window,
+        now: datetime,
+        *,
+        unlisted: bool = False,
     ) -> Verdict:
         ref = resource.ref
         count = f"{len(series)} GPU{'s' if len(series) != 1 else ''}"
@@ -412,21 +447,27 @@ class Ec2GpuProbe:
             )
         newest = max(daily)
         if is_stale(newest, now):
+            why = (
+                f"its {GPU_NAMESPACE} series are no longer listed (no datapoint in two weeks)"
+                if unlisted
+                else "the CloudWatch agent or the instance stopped reporting"
+            )
             return Verdict.unknown(
                 ref,
-                f"newest {GPU_METRIC} datapoint is from {_day(newest)}, more than "
-                f"{STALE_AFTER.days} days ago: the CloudWatch agent or the instance stopped "
-                "reporting",
+                f"the CloudWatch agent stopped reporting on {_day(newest)}: newest "
+                f"{GPU_METRIC} datapoint more than {STALE_AFTER.days} days ago; {why}",
             )
         streak = daily_streak({day: value > self._gpu_pct for day, value in daily.items()})
-        if streak.active:
+        if streak.active or recently_active(streak, now):
+            last = streak.last_active_day
+            assert last is not None
             return Verdict.active(
                 ref,
-                f"GPU utilisation {_pct(daily[newest])} on {_day(newest)} "
+                f"GPU utilisation {_pct(daily[last])} on {_day(last)} "
                 f"(max across {count}; {source})",
-                last_activity=min(newest + DAY, now),
+                last_activity=min(last + DAY, now),
             )
-        since = min(idle_since(streak, resource, window), now)
+        since = min(idle_since(streak, resource, window, daily), now)
         peak = max(daily[day] for day in _streak_days(streak, since))
         evidence = f"max GPU utilisation {_pct(peak)} across {count} since {_day(since)} ({source})"
         if streak.last_active_day is not None:
@@ -485,15 +526,17 @@ class Ec2GpuProbe:
                 for day in days
             }
         )
-        if streak.active:
+        if streak.active or recently_active(streak, now):
+            last = streak.last_active_day
+            assert last is not None
             return Verdict.active(
                 ref,
-                f"CPU {_pct(cpu_daily.get(newest, 0.0))}, network "
-                f"{_mb(net_daily.get(newest, 0.0))} on {_day(newest)} ({source}); {why}",
-                last_activity=min(newest + DAY, now),
+                f"CPU {_pct(cpu_daily.get(last, 0.0))}, network "
+                f"{_mb(net_daily.get(last, 0.0))} on {_day(last)} ({source}); {why}",
+                last_activity=min(last + DAY, now),
                 confidence=Confidence.LOW,
             )
-        since = min(idle_since(streak, resource, window), now)
+        since = min(idle_since(streak, resource, window, days), now)
         idle_days = _streak_days(streak, since)
         peak_cpu = max((cpu_daily[d] for d in idle_days if d in cpu_daily), default=0.0)
         peak_net = max((net_daily[d] for d in idle_days if d in net_daily), default=0.0)
@@ -505,6 +548,34 @@ class Ec2GpuProbe:
             confidence=Confidence.LOW,
             last_activity=streak.last_activity,
         )
+
+
+def _in_window(result: MetricResult, start: datetime, end: datetime) -> bool:
+    return any(start <= ts < end for ts, _ in result.points)
+
+
+def _unlisted_gpu_series(
+    resources: Sequence[Resource], listed: Mapping[str, Sequence[Dimensions]]
+) -> dict[str, list[Dimensions]]:
+    """For each instance with no listed GPU series, the series the agent would publish for it:
+    the listed dimension sets of the other instances of its type, with its own InstanceId
+    (same type, so the same GPUs: index, name, arch... match). Empty when none is listed."""
+    by_type: dict[str, dict[frozenset[tuple[str, str]], Dimensions]] = {}
+    for resource in resources:
+        for dims in listed.get(resource.ref.id, ()):
+            shape = tuple((n, "" if n == "InstanceId" else v) for n, v in dims)
+            by_type.setdefault(resource.instance_type or "", {})[frozenset(shape)] = shape
+    out: dict[str, list[Dimensions]] = {}
+    for resource in resources:
+        instance_id = resource.ref.id
+        if listed.get(instance_id) or out.get(instance_id):
+            continue
+        shapes = by_type.get(resource.instance_type or "", {}).values()
+        out[instance_id] = [
+            tuple((n, instance_id if n == "InstanceId" else v) for n, v in shape)
+            for shape in shapes
+        ]
+    return out
 
 
 def build(scope: AwsScope, rule: Rule) -> KindHandlers:

@@ -2,22 +2,32 @@
 
 * scan: ListEndpoints (100 per page) and tags in bulk (Resource Groups Tagging API).
 * describe (action candidates only): DescribeEndpoint per endpoint, DescribeEndpointConfig once
-  per config name, 8 at a time, for the instance type and count of every production variant.
+  per config name, 8 at a time, for the instance type and count of every production variant
+  and the endpoint type (`details["variants"]`, `details["endpoint_type"]`: real-time, async,
+  inference-components).
 * usage: one ListMetrics pass for `AWS/SageMaker` `Invocations` and one for the
   `/aws/sagemaker/Endpoints` `CPUUtilization` heartbeat in the region, keeping the series whose
-  dimensions are exactly EndpointName + VariantName; an endpoint's variants are the union of
-  both. Then GetMetricData, `Sum` per day of Invocations and `SampleCount` per day of the
-  heartbeat, for every (endpoint, variant) at once, 500 series per call, an endpoint's series in
-  the same call; each call's points are reduced to verdicts before the next call is made, so
-  memory does not grow with the region's datapoints. A day is active when the sum across the
-  endpoint's variants is above `invocations_per_day`; the endpoint is idle only when every
-  variant is. ListMetrics only lists series with datapoints in the last 14 days, and SageMaker
-  may publish no Invocations datapoint at all on a day without traffic: a day with a heartbeat
-  (instance metrics are published for every InService instance, traffic or not) but no
-  Invocations datapoint counts as a day of zero invocations. With Invocations datapoints the
-  verdict is high confidence; with only the heartbeat, an unbroken run of heartbeat days up to
-  a fresh one makes the endpoint idle with medium confidence. No metric, no datapoint, stale
-  metrics or an error on either metric mean unknown.
+  dimensions are exactly EndpointName + VariantName. ListMetrics lists only series with a
+  datapoint in the past two weeks, so an endpoint's variants are the union of both listings and
+  of its described variants, and each variant's Invocations are queried whether listed or not
+  (an unlisted heartbeat is not: it could show no recent day). Then GetMetricData, `Sum` per day
+  of Invocations and `SampleCount` per day of the heartbeat, for every (endpoint, variant) at
+  once, 500 series per call, an endpoint's series in the same call; each call's points are
+  reduced to verdicts before the next call is made, so memory does not grow with the region's
+  datapoints. A day is active when the sum across the endpoint's variants is above
+  `invocations_per_day`; the endpoint is idle only when every variant is, every variant shows
+  evidence (a variant that publishes nothing makes it unknown), and nothing may have been used
+  in the last 24 hours (the current day is incomplete). SageMaker may publish no Invocations
+  datapoint at all on a day without traffic: a day with a heartbeat (instance metrics are
+  published for every InService instance, traffic or not) but no Invocations datapoint counts as
+  a day of zero invocations. The idle streak starts no earlier than the newest unbroken run of
+  days with evidence. With Invocations datapoints the verdict is high confidence; with only the
+  heartbeat, medium. No metric, no datapoint, stale metrics or an error on either metric mean
+  unknown.
+  An endpoint the metrics would call idle is described first (through the scanner, which keeps
+  the answer for the pipeline's own describe): an asynchronous endpoint is judged by
+  `InvocationsProcesssed` and `ApproximateBacklogSize` instead (the heartbeat alone never makes
+  it idle); one hosting inference components is unknown.
 * stop: record the endpoint config and its models (as CreateEndpointConfig and CreateModel
   arguments, with their tags), the endpoint's tags, each variant's current instance count and
   weight, and the variants' Application Auto Scaling targets, policies and scheduled actions;
@@ -33,7 +43,7 @@ import math
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import BotoCoreError, ClientError, WaiterError
@@ -47,6 +57,7 @@ from janitor.model import (
     Confidence,
     Resource,
     ResourceRef,
+    Status,
     StopOutcome,
     StopPlan,
     StopResult,
@@ -76,6 +87,17 @@ _SOURCE = "Sum per day, AWS/SageMaker Invocations"
 HEARTBEAT_NAMESPACE = "/aws/sagemaker/Endpoints"
 HEARTBEAT_METRIC = "CPUUtilization"
 _HEARTBEAT_SOURCE = f"{NAMESPACE} {METRIC} absent; {HEARTBEAT_NAMESPACE} heartbeat"
+# Asynchronous endpoints publish no Invocations; their queue metrics, per EndpointName. The
+# name is spelt with three s's by SageMaker itself ("InvocationsProcesssed", SageMaker developer
+# guide, "Alarms and logs for tracking metrics from asynchronous endpoints").
+ASYNC_PROCESSED = "InvocationsProcesssed"
+ASYNC_BACKLOG = "ApproximateBacklogSize"
+_ASYNC_SOURCE = f"{NAMESPACE} {ASYNC_PROCESSED} Sum and {ASYNC_BACKLOG} Maximum per day"
+# details["endpoint_type"], set by describe (see `endpoint_type`)
+ENDPOINT_REAL_TIME = "real-time"
+ENDPOINT_ASYNC = "async"
+ENDPOINT_INFERENCE_COMPONENTS = "inference-components"
+ENDPOINT_UNKNOWN = "unknown"
 
 
 def _day(value: datetime) -> str:
@@ -154,6 +176,9 @@ class EndpointScanner:
         self._tagger = tagger
         self._account_id = account_id
         self._region = region
+        # Endpoints the probe described this run, by key, until `describe` takes them.
+        self._described: dict[str, Resource] = {}
+        self._lock = threading.Lock()
 
     def scan(self) -> Iterator[Resource]:
         summaries: list[Any] = []
@@ -179,22 +204,57 @@ class EndpointScanner:
             )
 
     def describe(self, resources: Sequence[Resource]) -> list[Resource]:
-        """Each resource with its variants filled in, in input order; a vanished endpoint is
-        returned unchanged. DescribeEndpoint runs in a few threads at once (a boto3 client is
-        thread-safe); DescribeEndpointConfig is asked once per config name. The first error, in
-        input order, is raised once the calls already under way have finished."""
+        """Each resource with its variants and endpoint type filled in, in input order; a
+        vanished endpoint is returned unchanged. DescribeEndpoint runs in a few threads at once
+        (a boto3 client is thread-safe); DescribeEndpointConfig is asked once per config name.
+        The first error, in input order, is raised once the calls already under way have
+        finished.
+
+        An endpoint the probe of the same run already described (to judge it: see
+        `EndpointProbe`) is taken from that answer once, not described again."""
+        with self._lock:
+            ready = {r.ref.key: self._described.pop(r.ref.key, None) for r in resources}
+        todo = [r for r in resources if ready[r.ref.key] is None]
+        answers = dict(zip((r.ref.key for r in todo), self.describe_each(todo), strict=True))
+        out: list[Resource] = []
+        for resource in resources:
+            answer = ready[resource.ref.key] or answers[resource.ref.key]
+            if isinstance(answer, Exception):
+                raise answer
+            out.append(answer)
+        return out
+
+    def describe_for_probe(self, resources: Sequence[Resource]) -> list[Resource | Exception]:
+        """`describe_each`, keeping each described answer for the next `describe()` of the same
+        endpoint (the pipeline describes its non-active findings after the probe: an endpoint
+        the probe had to describe is not described twice)."""
+        answers = self.describe_each(resources)
+        with self._lock:
+            for answer in answers:
+                if isinstance(answer, Resource) and is_described(answer):
+                    self._described[answer.ref.key] = answer
+        return answers
+
+    def describe_each(self, resources: Sequence[Resource]) -> list[Resource | Exception]:
+        """Each resource described, or the error describing it raised, in input order."""
         if not resources:
             return []
         configs = _ConfigCache(self._sagemaker)
         workers = min(DESCRIBE_WORKERS, len(resources))
         if workers == 1:
-            return [self._describe_one(resource, configs) for resource in resources]
+            return [self._describe_or_error(resource, configs) for resource in resources]
         pool = ThreadPoolExecutor(workers, thread_name_prefix="janitor-describe-endpoint")
         try:
-            futures = [pool.submit(self._describe_one, r, configs) for r in resources]
+            futures = [pool.submit(self._describe_or_error, r, configs) for r in resources]
             return [future.result() for future in futures]
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+    def _describe_or_error(self, resource: Resource, configs: _ConfigCache) -> Resource | Exception:
+        try:
+            return self._describe_one(resource, configs)
+        except (ClientError, BotoCoreError) as exc:
+            return exc
 
     def _describe_one(self, resource: Resource, configs: _ConfigCache) -> Resource:
         try:
@@ -231,22 +291,77 @@ class EndpointScanner:
                 **resource.details,
                 "variants": tuple(variants),
                 "endpoint_config_name": config_name,
+                "endpoint_type": endpoint_type(config),
             },
         )
 
 
+def endpoint_type(config: Mapping[str, Any] | None) -> str:
+    """What kind of endpoint an endpoint config makes, for the probe: its metrics differ.
+
+    * `async`: the config has an `AsyncInferenceConfig`. Asynchronous endpoints publish no
+      `Invocations` (SageMaker developer guide, "Alarms and logs for tracking metrics from
+      asynchronous endpoints": "Any metric not listed below is not published if the endpoint
+      is enabled for asynchronous inference", Invocations among them) but
+      `InvocationsProcesssed` (sic) and `ApproximateBacklogSize` per EndpointName.
+    * `inference-components`: a production variant names no model (an endpoint that hosts
+      inference components: each component is deployed with CreateInferenceComponent, and
+      its traffic is published per `InferenceComponentName`).
+    * `real-time` otherwise; `unknown` when the config could not be read (it is gone).
+    """
+    if config is None:
+        return ENDPOINT_UNKNOWN
+    if config.get("AsyncInferenceConfig"):
+        return ENDPOINT_ASYNC
+    variants = config.get("ProductionVariants") or []
+    if any(not v.get("ModelName") for v in variants):
+        return ENDPOINT_INFERENCE_COMPONENTS
+    return ENDPOINT_REAL_TIME
+
+
+def is_described(resource: Resource) -> bool:
+    """The resource carries what `describe` adds: its variants and its endpoint type."""
+    return "variants" in resource.details and "endpoint_type" in resource.details
+
+
+def described_variants(resource: Resource) -> tuple[str, ...]:
+    return tuple(
+        str(v["name"]) for v in resource.details.get("variants", ()) if isinstance(v, Mapping)
+    )
+
+
 # -- usage probe -----------------------------------------------------------------------------
+
+# Describes endpoints for the probe: each answer is the described resource or the error.
+Describer = Callable[[Sequence[Resource]], Sequence[Resource | Exception]]
 
 
 class EndpointProbe:
+    """Verdicts for endpoints, batched for a whole region (see the module docstring).
+
+    The series an endpoint is judged by are the dimension sets ListMetrics lists for it *and*
+    those known otherwise: each variant seen in either metric is queried for both, and each
+    variant its description names (`details["variants"]`) too, listed or not, because
+    ListMetrics hides a series without a datapoint in the past two weeks (an endpoint whose
+    traffic stopped 20 days ago has an unlisted Invocations series).
+
+    An endpoint is called idle only once described: its variants must all show evidence, and
+    its type decides the metrics (asynchronous endpoints are judged by their queue, endpoints
+    with inference components are unknown). An undescribed endpoint the metrics would call
+    idle is described through `describe` (the scanner's, so the pipeline does not describe it
+    again) and judged again; active and unknown ones are never described here.
+    """
+
     def __init__(
         self,
         cw: CloudWatchClient,
         *,
+        describe: Describer | None = None,
         invocations_per_day: float = 0.0,
         stale_after: timedelta = cloudwatch.STALE_AFTER,
     ) -> None:
         self._cw = cw
+        self._describe = describe
         self._threshold = invocations_per_day
         self._stale_after = stale_after
 
@@ -270,32 +385,100 @@ class EndpointProbe:
             evidence = f"cannot list {HEARTBEAT_NAMESPACE} {HEARTBEAT_METRIC} metrics: {exc}"
             return {r.ref.key: Verdict.unknown(r.ref, evidence) for r in resources}
 
-        invocation_series = _by_endpoint(invocation_sets)
-        heartbeat_series = _by_endpoint(heartbeat_sets)
+        listed = _Listed(_by_endpoint(invocation_sets), _by_endpoint(heartbeat_sets))
+        unique = list({r.ref.key: r for r in resources}.values())
+        verdicts = self._judge(unique, listed, window, utc(now))
+        pending = [
+            r for r in unique if verdicts[r.ref.key].status is Status.IDLE and not is_described(r)
+        ]
+        if pending:
+            verdicts.update(self._judge_described(pending, verdicts, listed, window, utc(now)))
+        return {resource.ref.key: verdicts[resource.ref.key] for resource in resources}
+
+    def _judge_described(
+        self,
+        pending: Sequence[Resource],
+        first: Mapping[str, Verdict],
+        listed: _Listed,
+        window: Window,
+        now: datetime,
+    ) -> dict[str, Verdict]:
+        """Describe what the metrics alone would call idle, then judge it again where the
+        description adds something (a variant not queried yet, another endpoint type)."""
+        if self._describe is None:
+            return {
+                r.ref.key: Verdict.unknown(
+                    r.ref,
+                    f"endpoint {r.name} not described: its variants and type are unknown, so "
+                    f"its metrics cannot show it idle ({first[r.ref.key].evidence})",
+                )
+                for r in pending
+            }
+        out: dict[str, Verdict] = {}
+        again: list[Resource] = []
+        for resource, answer in zip(pending, self._describe(pending), strict=True):
+            ref = resource.ref
+            if isinstance(answer, Exception):
+                out[ref.key] = Verdict.unknown(
+                    ref,
+                    f"cannot describe endpoint {resource.name} to check its variants and type: "
+                    f"{one_line(answer)}",
+                )
+            elif not is_described(answer):
+                out[ref.key] = Verdict.unknown(
+                    ref, f"endpoint {resource.name} could not be described (deleted meanwhile?)"
+                )
+            elif answer.details.get("endpoint_type") != ENDPOINT_REAL_TIME or set(
+                described_variants(answer)
+            ) != set(listed.variants(answer)):
+                again.append(answer)
+            else:
+                out[ref.key] = first[ref.key]  # the same series would be read again
+        out.update(self._judge(again, listed, window, now))
+        return out
+
+    def _judge(
+        self, resources: Sequence[Resource], listed: _Listed, window: Window, now: datetime
+    ) -> dict[str, Verdict]:
         start, end = cloudwatch.daily_bounds(window)
         verdicts: dict[str, Verdict] = {}
-        queried: dict[str, _Series] = {}
+        queried: list[_Series] = []
         for resource in resources:
-            key = resource.ref.key
-            if key in verdicts or key in queried:
-                continue  # the same endpoint twice: one set of queries serves both
-            name = resource.name.lower()
-            series = _Series(
-                resource, invocation_series.get(name, ()), heartbeat_series.get(name, ())
-            )
-            if series.invocations or series.heartbeat:
-                queried[key] = series
+            kind = resource.details.get("endpoint_type", ENDPOINT_REAL_TIME)
+            if kind == ENDPOINT_INFERENCE_COMPONENTS:
+                verdicts[resource.ref.key] = Verdict.unknown(
+                    resource.ref,
+                    f"endpoint {resource.name} hosts inference components: their traffic is "
+                    f"published per InferenceComponentName, which janitor does not read yet, "
+                    f"and the instance heartbeat alone cannot show it idle",
+                )
+                continue
+            if kind == ENDPOINT_UNKNOWN:
+                verdicts[resource.ref.key] = Verdict.unknown(
+                    resource.ref,
+                    f"the endpoint config of {resource.name} cannot be read: its type and "
+                    "variants are unknown",
+                )
+                continue
+            series = _Series.of(resource, listed, asynchronous=kind == ENDPOINT_ASYNC)
+            if series.variants or series.asynchronous:
+                queried.append(series)
             else:
-                verdicts[key] = self._verdict(series, (), window, start, end, now)
-        # One group per endpoint, so its variants' Invocations and heartbeat share a
-        # GetMetricData call; each call's points are reduced to verdicts, then dropped, before
-        # the next call is made.
-        groups = ((series, series.requests()) for series in queried.values())
+                verdicts[resource.ref.key] = Verdict.unknown(
+                    resource.ref,
+                    f"no {NAMESPACE} {METRIC} metric with exactly EndpointName + VariantName "
+                    f"is listed for endpoint {resource.name}",
+                )
+        # One group per endpoint, so all its series share a GetMetricData call; each call's
+        # points are reduced to verdicts, then dropped, before the next call is made.
+        groups = ((series, series.requests()) for series in queried)
         for series, results in cloudwatch.stream_metric_data(self._cw, groups, start, end):
-            verdicts[series.resource.ref.key] = self._verdict(
-                series, results, window, start, end, now
-            )
-        return {resource.ref.key: verdicts[resource.ref.key] for resource in resources}
+            if series.asynchronous:
+                verdict = self._async_verdict(series, results, window, start, end, now)
+            else:
+                verdict = self._verdict(series, results, window, start, end, now)
+            verdicts[series.resource.ref.key] = verdict
+        return verdicts
 
     def _verdict(
         self,
@@ -306,146 +489,251 @@ class EndpointProbe:
         end: datetime,
         now: datetime,
     ) -> Verdict:
-        """The verdict from the endpoint's listed series, read by `results` in the order of
-        `series.requests()`."""
+        """A real-time endpoint's verdict from `results`, in the order of `series.requests()`:
+        Invocations per variant, then the heartbeat per variant."""
         resource = series.resource
         ref = resource.ref
-        listed = set(series.variants)
-        if not listed:
-            return Verdict.unknown(
-                ref,
-                f"no {NAMESPACE} {METRIC} metric with exactly EndpointName + VariantName "
-                f"is listed for endpoint {resource.name}",
-            )
-        known = {
-            str(v["name"]) for v in resource.details.get("variants", ()) if isinstance(v, Mapping)
-        }
-        if missing := sorted(known - listed):
-            return Verdict.unknown(
-                ref,
-                f"variant(s) {', '.join(missing)} publish no {NAMESPACE} {METRIC} metric "
-                f"and no {HEARTBEAT_NAMESPACE} {HEARTBEAT_METRIC} heartbeat",
-            )
-        n_inv = len(series.invocations)
-        daily: dict[datetime, float] = {}
-        for variant, result in zip(series.invocation_variants, results[:n_inv], strict=True):
-            if not result.ok:
+        count = len(series.variants)
+        invocation_results = results[:count]
+        beating = iter(results[count:])  # one per variant whose heartbeat is listed
+        no_beat = cloudwatch.MetricResult("")
+        heartbeat_results = [
+            no_beat if dims is None else next(beating) for dims in series.heartbeat
+        ]
+        inv_by_variant: list[dict[datetime, float]] = []
+        seen_by_variant: list[set[datetime]] = []  # days with any evidence, per variant
+        for variant, inv, beat in zip(
+            series.variants, invocation_results, heartbeat_results, strict=True
+        ):
+            if not inv.ok:
                 return Verdict.unknown(
-                    ref, f"{METRIC} for variant {variant} unreadable: {result.error}"
+                    ref, f"{METRIC} for variant {variant} unreadable: {inv.error}"
                 )
-            for ts, value in result.points:
-                if start <= ts < end:
-                    daily[ts] = daily.get(ts, 0.0) + value
-        heartbeat: set[datetime] = set()
-        for variant, result in zip(series.heartbeat_variants, results[n_inv:], strict=True):
-            if not result.ok:
+            if not beat.ok:
                 return Verdict.unknown(
                     ref,
                     f"{HEARTBEAT_NAMESPACE} {HEARTBEAT_METRIC} for variant {variant} "
-                    f"unreadable: {result.error}",
+                    f"unreadable: {beat.error}",
                 )
-            heartbeat.update(ts for ts, value in result.points if start <= ts < end and value > 0)
-        n_variants = _plural(len(listed), "variant")
-        if not daily:
-            return self._heartbeat_verdict(resource, heartbeat, n_variants, window, start, end, now)
-        for day in heartbeat:
-            daily.setdefault(day, 0.0)  # metrics flowed, no Invocations datapoint: no traffic
-        newest = max(daily)
-        if cloudwatch.is_stale(newest, utc(now), self._stale_after):
-            return Verdict.unknown(
-                ref, f"{METRIC} metrics stopped arriving: newest datapoint on {_day(newest)}"
-            )
-        streak = cloudwatch.daily_streak(
-            {day: total > self._threshold for day, total in daily.items()}
+            days: dict[datetime, float] = {}
+            for ts, value in inv.points:
+                if start <= ts < end:
+                    days[ts] = days.get(ts, 0.0) + value
+            beats = {ts for ts, value in beat.points if start <= ts < end and value > 0}
+            inv_by_variant.append(days)
+            seen_by_variant.append(set(days) | beats)
+
+        # The variants that must each show evidence: the described ones (a listed variant the
+        # description lacks was removed; its traffic still counts as the endpoint's), else all.
+        required = [
+            index
+            for index, variant in enumerate(series.variants)
+            if series.current is None or variant in series.current
+        ] or list(range(count))
+        n_variants = _plural(len(required), "variant")
+        no_data = (
+            f"no {METRIC} datapoints for {n_variants} between {_day(start)} and "
+            f"{_day(end - DAY)} ({_SOURCE})"
         )
-        if streak.active:
+        if not any(seen_by_variant):
+            return Verdict.unknown(ref, no_data)
+        with_invocations = any(inv_by_variant)
+        pairs = [(series.variants[index], seen_by_variant[index]) for index in required]
+        if silent := [variant for variant, seen in pairs if not seen]:
+            return Verdict.unknown(
+                ref,
+                f"variant(s) {', '.join(silent)} publish no {NAMESPACE} {METRIC} datapoint "
+                f"and no {HEARTBEAT_NAMESPACE} {HEARTBEAT_METRIC} heartbeat between "
+                f"{_day(start)} and {_day(end - DAY)}: their use cannot be told",
+            )
+        for variant, seen in pairs:
+            newest = max(seen)
+            if cloudwatch.is_stale(newest, now, self._stale_after):
+                what = (
+                    f"{METRIC} metrics"
+                    if with_invocations
+                    else (f"{no_data}; the {HEARTBEAT_NAMESPACE} {HEARTBEAT_METRIC} heartbeat")
+                )
+                of = f" of variant {variant}" if len(required) > 1 else ""
+                return Verdict.unknown(
+                    ref, f"{what}{of} stopped arriving: newest datapoint on {_day(newest)}"
+                )
+
+        total: dict[datetime, float] = {}
+        for days in inv_by_variant:
+            for day, value in days.items():
+                total[day] = total.get(day, 0.0) + value
+        every = set.intersection(*(seen for _, seen in pairs))  # every variant shows evidence
+        active = {day for day, value in total.items() if value > self._threshold}
+        by_day = {day: day in active for day in every | active}
+        if not by_day:
+            return Verdict.unknown(
+                ref, f"no day on which all {n_variants} published metrics ({_SOURCE})"
+            )
+        streak = cloudwatch.daily_streak(by_day)
+        if streak.active or cloudwatch.recently_active(streak, now):
+            last = streak.last_active_day
+            assert last is not None
             return Verdict.active(
                 ref,
-                f"{daily[newest]:g} invocations on {_day(newest)} across {n_variants} ({_SOURCE})",
-                last_activity=min(newest + DAY, utc(now)),
+                f"{total[last]:g} invocations on {_day(last)} across {n_variants} ({_SOURCE})",
+                last_activity=min(last + DAY, now),
             )
-        since = cloudwatch.idle_since(streak, resource, window)
-        total = sum(value for day, value in daily.items() if day + DAY > since)
-        evidence = f"{total:g} invocations across {n_variants} since {_day(since)} ({_SOURCE})"
+        since = cloudwatch.idle_since(streak, resource, window, every)
+        if not with_invocations:
+            evidence = (
+                f"no invocations recorded since {_day(since)} while its instances reported "
+                f"{HEARTBEAT_METRIC} every day ({_HEARTBEAT_SOURCE})"
+            )
+            return Verdict.idle(ref, since, evidence, confidence=Confidence.MEDIUM)
+        in_streak = sum(value for day, value in total.items() if day + DAY > since)
+        evidence = f"{in_streak:g} invocations across {n_variants} since {_day(since)} ({_SOURCE})"
         if self._threshold > 0:
             evidence += f"; up to {self._threshold:g} a day counts as idle"
         return Verdict.idle(ref, since, evidence, last_activity=streak.last_activity)
 
-    def _heartbeat_verdict(
+    def _async_verdict(
         self,
-        resource: Resource,
-        heartbeat: set[datetime],
-        n_variants: str,
+        series: _Series,
+        results: Sequence[cloudwatch.MetricResult],
         window: Window,
         start: datetime,
         end: datetime,
         now: datetime,
     ) -> Verdict:
-        """No Invocations datapoint in the window: idle only while the heartbeat shows the
-        endpoint's metrics were flowing, every day of the newest unbroken run of heartbeat days
-        up to a fresh one; the streak starts no earlier than that run."""
+        """An asynchronous endpoint, by its queue: a day is active when it processed more than
+        the threshold or had a backlog. Its instance heartbeat is not evidence here."""
+        resource = series.resource
         ref = resource.ref
-        no_data = (
-            f"no {METRIC} datapoints for {n_variants} between {_day(start)} and "
-            f"{_day(end - DAY)} ({_SOURCE})"
-        )
-        if not heartbeat:
-            return Verdict.unknown(ref, no_data)
-        newest = max(heartbeat)
-        if cloudwatch.is_stale(newest, utc(now), self._stale_after):
+        processed, backlog = results[-2:]
+        for name, result in ((ASYNC_PROCESSED, processed), (ASYNC_BACKLOG, backlog)):
+            if not result.ok:
+                return Verdict.unknown(ref, f"{NAMESPACE} {name} unreadable: {result.error}")
+        done = {ts: value for ts, value in processed.points if start <= ts < end}
+        queued = {ts: value for ts, value in backlog.points if start <= ts < end}
+        seen = set(done) | set(queued)
+        if not seen:
             return Verdict.unknown(
                 ref,
-                f"{no_data}; the {HEARTBEAT_NAMESPACE} {HEARTBEAT_METRIC} heartbeat stopped "
-                f"arriving: newest datapoint on {_day(newest)}",
+                f"asynchronous endpoint with no {ASYNC_PROCESSED} or {ASYNC_BACKLOG} datapoints "
+                f"between {_day(start)} and {_day(end - DAY)} ({_ASYNC_SOURCE}); its instance "
+                "heartbeat alone cannot show it idle",
             )
-        first = newest
-        while first - DAY in heartbeat:
-            first -= DAY
-        since = max(first, window.start.astimezone(UTC), resource.streak_floor.astimezone(UTC))
+        newest = max(seen)
+        if cloudwatch.is_stale(newest, now, self._stale_after):
+            return Verdict.unknown(
+                ref,
+                f"asynchronous endpoint metrics stopped arriving: newest datapoint on "
+                f"{_day(newest)} ({_ASYNC_SOURCE})",
+            )
+        by_day = {
+            day: done.get(day, 0.0) > self._threshold or queued.get(day, 0.0) > 0 for day in seen
+        }
+        streak = cloudwatch.daily_streak(by_day)
+        if streak.active or cloudwatch.recently_active(streak, now):
+            last = streak.last_active_day
+            assert last is not None
+            return Verdict.active(
+                ref,
+                f"{done.get(last, 0.0):g} asynchronous requests processed, backlog up to "
+                f"{queued.get(last, 0.0):g} on {_day(last)} ({_ASYNC_SOURCE})",
+                last_activity=min(last + DAY, now),
+            )
+        since = cloudwatch.idle_since(streak, resource, window, seen)
+        in_streak = sum(value for day, value in done.items() if day + DAY > since)
         evidence = (
-            f"no invocations recorded since {_day(since)} while its instances reported "
-            f"{HEARTBEAT_METRIC} every day ({_HEARTBEAT_SOURCE})"
+            f"{in_streak:g} asynchronous requests processed and an empty queue since "
+            f"{_day(since)} ({_ASYNC_SOURCE})"
         )
-        return Verdict.idle(ref, since, evidence, confidence=Confidence.MEDIUM)
+        if self._threshold > 0:
+            evidence += f"; up to {self._threshold:g} a day counts as idle"
+        return Verdict.idle(
+            ref,
+            since,
+            evidence,
+            confidence=Confidence.HIGH if done else Confidence.MEDIUM,
+            last_activity=streak.last_activity,
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Listed:
+    """What ListMetrics listed, by lower-cased endpoint name."""
+
+    invocations: Mapping[str, Sequence[cloudwatch.Dimensions]]
+    heartbeat: Mapping[str, Sequence[cloudwatch.Dimensions]]
+
+    def variants(self, resource: Resource) -> tuple[str, ...]:
+        name = resource.name.lower()
+        found = [*self.invocations.get(name, ()), *self.heartbeat.get(name, ())]
+        return tuple(dict.fromkeys(dict(dims)["VariantName"] for dims in found))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Series:
-    """An endpoint and its listed series: Invocations and heartbeat, one per variant each."""
+    """An endpoint and the series it is judged by: for each known variant its Invocations
+    (listed or not) and its heartbeat where listed, and for an asynchronous endpoint its queue
+    metrics. An unlisted heartbeat is not queried: it has had no datapoint for two weeks, so
+    it could show no recent day of the streak."""
 
     resource: Resource
-    invocations: Sequence[cloudwatch.Dimensions]
-    heartbeat: Sequence[cloudwatch.Dimensions]
+    variants: tuple[str, ...]
+    invocations: tuple[cloudwatch.Dimensions, ...]  # one per variant
+    heartbeat: tuple[cloudwatch.Dimensions | None, ...]  # one per variant, None: not listed
+    asynchronous: bool = False
+    current: frozenset[str] | None = None  # the described variants; None: not described
 
-    @property
-    def invocation_variants(self) -> tuple[str, ...]:
-        return tuple(dict(dims)["VariantName"] for dims in self.invocations)
+    @classmethod
+    def of(cls, resource: Resource, listed: _Listed, *, asynchronous: bool = False) -> _Series:
+        """Every variant ListMetrics lists in either metric, then those only described; each
+        queried with its listed dimension set, else the other metric's, else EndpointName +
+        VariantName (a GetMetricData query names the exact set; the names' order is kept as
+        published, which matters to the emulator)."""
+        name = resource.name.lower()
+        inv = {dict(d)["VariantName"]: d for d in listed.invocations.get(name, ())}
+        beat = {dict(d)["VariantName"]: d for d in listed.heartbeat.get(name, ())}
+        variants = tuple(dict.fromkeys([*inv, *beat, *described_variants(resource)]))
 
-    @property
-    def heartbeat_variants(self) -> tuple[str, ...]:
-        return tuple(dict(dims)["VariantName"] for dims in self.heartbeat)
+        def invocations(variant: str) -> cloudwatch.Dimensions:
+            known = inv.get(variant) or beat.get(variant)
+            if known is not None:
+                return known
+            return (("EndpointName", resource.name), ("VariantName", variant))
 
-    @property
-    def variants(self) -> tuple[str, ...]:
-        """The endpoint's variants, Invocations first, then those seen only in the heartbeat."""
-        return tuple(dict.fromkeys(self.invocation_variants + self.heartbeat_variants))
+        return cls(
+            resource,
+            variants,
+            tuple(invocations(v) for v in variants),
+            tuple(beat.get(v) for v in variants),
+            asynchronous,
+            frozenset(described_variants(resource)) if is_described(resource) else None,
+        )
 
     def requests(self) -> list[cloudwatch.MetricRequest]:
-        """Invocations Sum per variant, then heartbeat SampleCount per variant."""
+        """Invocations Sum per variant, heartbeat SampleCount per listed one, then for an
+        asynchronous endpoint InvocationsProcesssed Sum and ApproximateBacklogSize Maximum."""
         key = self.resource.ref.key
-        return [
+        out = [
             cloudwatch.MetricRequest(f"{key}|inv|{index}", NAMESPACE, METRIC, dims, "Sum")
             for index, dims in enumerate(self.invocations)
         ] + [
             cloudwatch.MetricRequest(
-                f"{key}|hb|{index}",
-                HEARTBEAT_NAMESPACE,
-                HEARTBEAT_METRIC,
-                dims,
-                "SampleCount",
+                f"{key}|hb|{index}", HEARTBEAT_NAMESPACE, HEARTBEAT_METRIC, dims, "SampleCount"
             )
             for index, dims in enumerate(self.heartbeat)
+            if dims is not None
         ]
+        if self.asynchronous:
+            endpoint: cloudwatch.Dimensions = (("EndpointName", self.resource.name),)
+            out += [
+                cloudwatch.MetricRequest(
+                    f"{key}|async|processed", NAMESPACE, ASYNC_PROCESSED, endpoint, "Sum"
+                ),
+                cloudwatch.MetricRequest(
+                    f"{key}|async|backlog", NAMESPACE, ASYNC_BACKLOG, endpoint, "Maximum"
+                ),
+            ]
+        return out
 
 
 def _by_endpoint(
@@ -990,15 +1278,17 @@ def _recorded_values(variant: Mapping[str, Any]) -> tuple[Any, Any]:
 
 def build(scope: AwsScope, rule: Rule) -> KindHandlers:
     sagemaker: SageMakerClient = scope.client("sagemaker")
+    scanner = EndpointScanner(
+        sagemaker,
+        scope.client("resourcegroupstaggingapi"),
+        account_id=scope.account_id,
+        region=scope.region,
+    )
     return KindHandlers(
-        scanner=EndpointScanner(
-            sagemaker,
-            scope.client("resourcegroupstaggingapi"),
-            account_id=scope.account_id,
-            region=scope.region,
-        ),
+        scanner=scanner,
         probe=EndpointProbe(
             scope.client("cloudwatch"),
+            describe=scanner.describe_for_probe,
             invocations_per_day=float(rule.thresholds.get("invocations_per_day", 0.0)),
         ),
         stopper=EndpointStopper(
