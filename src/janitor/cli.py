@@ -11,17 +11,17 @@ import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import TextIO
 
-from janitor import __version__
+from janitor import __version__, interrupts
 from janitor.notify.base import Notifier
 from janitor.pipeline import Progress
 from janitor.policy import Policy, PolicyError, load_policy
 from janitor.state import StateStore, open_store
-from janitor.state.base import LockHeld
+from janitor.state.base import LockHeld, LockLost
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -167,7 +167,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     now = _now(args)
     # A dry run sends nothing, so it needs no notifier credentials either.
     notifier = _notifier(policy, args.format) if args.apply else _console(policy, args.format)
-    with _store(policy) as store, _progress() as progress:
+    # An applying run stops between two actions on SIGTERM or SIGINT, each action recorded.
+    signals = interrupts.handling() if args.apply else nullcontext()
+    with signals, _store(policy) as store, _progress() as progress:
         report = pipeline.run(
             policy,
             now=now,
@@ -318,6 +320,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LockHeld as exc:
         print(f"janitor: {exc}; not acting", file=sys.stderr)
         return EXIT_FAILED
+    except LockLost as exc:
+        print(f"janitor: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except interrupts.Interrupted as exc:
+        print(
+            f"janitor: {exc.signal_name}: stopped after recording the last action; the lock is"
+            " released and the next run carries on",
+            file=sys.stderr,
+        )
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print("janitor: interrupted", file=sys.stderr)
         return 130
