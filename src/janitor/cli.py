@@ -229,8 +229,10 @@ def _summary(event: object) -> str:
     d = event.detail
     if event.event == "decision":
         return f"{d.get('action')} ({d.get('status')}): {d.get('reason')}"
-    if event.event == "action":
+    if event.event in ("action", "reconciled"):
         return f"{d.get('action')} -> {d.get('outcome')}: {d.get('message')}"
+    if event.event == "intent":
+        return f"about to {d.get('action')} (undo recipe recorded)"
     if event.event == "delivery":
         state = "delivered" if d.get("ok") else "NOT delivered"
         return f"{state} to {d.get('destination')} ({len(d.get('items') or [])} resources)"

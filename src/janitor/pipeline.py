@@ -40,7 +40,7 @@ from janitor.notify.render import build_digests, digest_stage
 from janitor.policy import Policy, Rule
 from janitor.pricing import monthly_cost_usd
 from janitor.report import RunReport
-from janitor.state.base import OUTCOME_EVENTS, LockLost, StateStore
+from janitor.state.base import OUTCOME_EVENTS, LockLost, StateStore, intent_run
 
 Progress = Callable[[int, int, str], None]
 
@@ -301,12 +301,14 @@ def run(
     holder = f"run {run_id} pid {os.getpid()}"
     with store.lock(holder, lock_ttl) as token, Lease(store, token, lock_ttl) as lease:
         journal = Journal(store, run_id=run_id, now=now, lease=lease)
-        settled = reconcile(journal, policy, tasks=tasks)
+        unsettled, errors = reconcile(journal, policy, tasks=tasks)
         ev = evaluate(policy, now=now, store=store, progress=progress, tasks=tasks)
-        ev.errors[:0] = settled
+        ev.errors[:0] = errors
         interrupts.check()
         findings = guard(
-            ev.findings, max_stops=policy.max_stops_per_run, kill_switch=kill_switch_on()
+            _hold_unsettled(ev.findings, unsettled),
+            max_stops=policy.max_stops_per_run,
+            kill_switch=kill_switch_on(),
         )
         return _execute(policy, ev, findings, journal=journal, notifier=notifier)
 
@@ -669,7 +671,7 @@ def _undoable_stops(
     recorded) and the `restore` that already undid it, if any."""
     found: dict[str, tuple[AuditEvent, AuditEvent | None]] = {}
     restored: dict[str, AuditEvent] = {}
-    closed: set[str] = set()  # keys with an outcome newer than the events still to come
+    closed: set[tuple[str, str]] = set()  # (key, intent_run) of intents with an outcome
     for event in events:
         key = event.key
         if key in found:
@@ -677,9 +679,10 @@ def _undoable_stops(
         if event.event == "restore":
             restored.setdefault(key, event)
             continue
-        is_open_intent = event.event == "intent" and key not in closed
+        run = intent_run(event.run_id, event.detail)
+        is_open_intent = event.event == "intent" and (key, run) not in closed
         if event.event in OUTCOME_EVENTS:
-            closed.add(key)
+            closed.add((key, run))
         if (_is_stop(event) or is_open_intent) and event.detail.get("restore"):
             found[key] = (event, restored.get(key))
     return found
@@ -704,17 +707,31 @@ def _restore_handlers(recipe: Mapping[str, Any], policy: Policy) -> KindHandlers
     return spec.build(provider.restore_scope(info), rule)
 
 
+def _hold_unsettled(findings: Sequence[Finding], unsettled: set[str]) -> list[Finding]:
+    """No new stop of a resource whose interrupted stop could not be settled yet: its record
+    would hide the recipe of the first."""
+    out = []
+    for f in findings:
+        if f.decision.action is Action.STOP and f.resource.ref.key in unsettled:
+            reason = "stop held: an earlier, interrupted stop of it is not settled yet"
+            f = replace(f, decision=replace(f.decision, action=Action.SKIP, reason=reason))
+        out.append(f)
+    return out
+
+
 def reconcile(
     journal: Journal, policy: Policy, *, tasks: Sequence[Task] | None = None
-) -> list[ScopeError]:
+) -> tuple[set[str], list[ScopeError]]:
     """Settle the intents an earlier run left without an outcome (it ended between the
     mutating call and its record): each gets a `reconciled` outcome, `stopped` if the resource
     is gone or stopped now, else `not-stopped`, and its lifecycle state follows.
 
-    An intent whose resource cannot be read now stays open for the next run (a scope error).
+    An intent whose resource cannot be read now stays open for the next run (a scope error),
+    and its key is returned among the unsettled ones.
     `tasks`: their handlers are used for their kind and scope (fakes in tests).
     """
     errors: list[ScopeError] = []
+    unsettled: set[str] = set()
     store = journal.store
     for intent in journal.store.open_intents():
         recipe: Mapping[str, Any] = intent.detail.get("restore") or {}
@@ -742,6 +759,7 @@ def reconcile(
                     f"{intent.at:%Y-%m-%d %H:%M} UTC happened: {message}",
                 )
             )
+            unsettled.add(intent.key)
             continue
         refusal = plan.refusal
         if refusal is not None and refusal.outcome is StopOutcome.FAILED:
@@ -755,6 +773,7 @@ def reconcile(
                     f"{intent.at:%Y-%m-%d %H:%M} UTC happened: {refusal.message}",
                 )
             )
+            unsettled.add(intent.key)
             continue
         gone = refusal is not None and refusal.outcome in (
             StopOutcome.NOT_FOUND,
@@ -787,7 +806,7 @@ def reconcile(
             prior = store.get_states([intent.key]).get(intent.key)
             base = prior or LifecycleState(key=intent.key, streak_start=intent.at)
             journal.put_state(replace(base, stopped_at=intent.at))
-    return errors
+    return unsettled, errors
 
 
 def _split_key(key: str) -> tuple[Cloud, str, str, str, str]:

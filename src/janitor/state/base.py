@@ -9,10 +9,10 @@ Every backend (SQLite now, DynamoDB later) must pass tests/unit/test_state_contr
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from janitor.model import AuditEvent, LifecycleState
 
@@ -37,6 +37,12 @@ class LockLost(Exception):
 # outcome (`action`, or `reconciled` by a later run), and the `restore` that undid it.
 STOP_EVENTS = ("intent", "action", "reconciled", "restore")
 OUTCOME_EVENTS = ("action", "reconciled")
+
+
+def intent_run(run_id: str, detail: Mapping[str, Any]) -> str:
+    """The run whose intent a stop event belongs to: its own, except for `reconciled`, which
+    a later run writes for an earlier run's intent (`intent_run_id`)."""
+    return str(detail.get("intent_run_id") or run_id)
 
 
 class StateStore(Protocol):
@@ -64,8 +70,9 @@ class StateStore(Protocol):
         ...
 
     def open_intents(self) -> list[AuditEvent]:
-        """Oldest first: every `intent` with no outcome (OUTCOME_EVENTS) after it for its key;
-        what a run that ended between the mutating call and its record left behind."""
+        """Oldest first: every `intent` with no outcome (OUTCOME_EVENTS) of the same key and
+        `intent_run` after it; what a run that ended between the mutating call and its record
+        left behind."""
         ...
 
     def lock(self, holder: str, ttl: timedelta) -> AbstractContextManager[int]:

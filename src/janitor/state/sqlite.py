@@ -16,6 +16,7 @@ from janitor.state.base import (
     OUTCOME_EVENTS,
     STOP_EVENTS,
     LockHeld,
+    intent_run,
     iter_chunks,
     matches,
     resource_id,
@@ -65,7 +66,8 @@ CREATE TABLE IF NOT EXISTS stop_index (
     key TEXT NOT NULL,
     name TEXT NOT NULL,
     resource_id TEXT NOT NULL,
-    event TEXT NOT NULL
+    event TEXT NOT NULL,
+    run_id TEXT NOT NULL  -- the run of the intent an event belongs to
 );
 CREATE INDEX IF NOT EXISTS stop_index_key ON stop_index(key, seq);
 CREATE INDEX IF NOT EXISTS stop_index_name ON stop_index(name);
@@ -129,13 +131,16 @@ class SqliteStore:
         conn.execute("BEGIN IMMEDIATE")
         try:
             rows = conn.execute(
-                "SELECT seq, key, name, event FROM audit"
+                "SELECT seq, key, name, event, run_id, detail FROM audit"
                 f" WHERE key != '' AND event IN ({_STOP_EVENT_MARKS})",
                 STOP_EVENTS,
             ).fetchall()
             conn.executemany(
-                "INSERT OR IGNORE INTO stop_index VALUES (?, ?, ?, ?, ?)",
-                [(seq, key, name, resource_id(key), event) for seq, key, name, event in rows],
+                "INSERT OR IGNORE INTO stop_index VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (seq, key, name, resource_id(key), event, intent_run(run, json.loads(detail)))
+                    for seq, key, name, event, run, detail in rows
+                ],
             )
         except sqlite3.Error:
             conn.execute("ROLLBACK")
@@ -187,6 +192,7 @@ class SqliteStore:
         self.append_many([event])
 
     def append_many(self, events: Iterable[AuditEvent]) -> None:
+        batch = list(events)
         rows = [
             (
                 _ts(e.at),
@@ -197,22 +203,28 @@ class SqliteStore:
                 int(e.dry_run),
                 json.dumps(dict(e.detail), default=str, sort_keys=True),
             )
-            for e in events
+            for e in batch
         ]
         with self._mutex:
             self._conn.execute("BEGIN")
             try:
-                for row in rows:
+                for e, row in zip(batch, rows, strict=True):
                     cursor = self._conn.execute(
                         "INSERT INTO audit (at, run_id, event, key, name, dry_run, detail)"
                         " VALUES (?, ?, ?, ?, ?, ?, ?)",
                         row,
                     )
-                    key, event = row[3], row[2]
-                    if key and event in STOP_EVENTS:
+                    if e.key and e.event in STOP_EVENTS:
                         self._conn.execute(
-                            "INSERT INTO stop_index VALUES (?, ?, ?, ?, ?)",
-                            (cursor.lastrowid, key, row[4], resource_id(key), event),
+                            "INSERT INTO stop_index VALUES (?, ?, ?, ?, ?, ?)",
+                            (
+                                cursor.lastrowid,
+                                e.key,
+                                e.name,
+                                resource_id(e.key),
+                                e.event,
+                                intent_run(e.run_id, e.detail),
+                            ),
                         )
             except sqlite3.Error:
                 self._conn.execute("ROLLBACK")
@@ -238,8 +250,8 @@ class SqliteStore:
                 "SELECT a.at, a.run_id, a.event, a.key, a.name, a.dry_run, a.detail"
                 " FROM stop_index i JOIN audit a ON a.seq = i.seq"
                 " WHERE i.event = 'intent' AND NOT EXISTS ("
-                "   SELECT 1 FROM stop_index o WHERE o.key = i.key AND o.seq > i.seq"
-                f"   AND o.event IN ({outcome_marks}))"
+                "   SELECT 1 FROM stop_index o WHERE o.key = i.key AND o.run_id = i.run_id"
+                f"   AND o.seq > i.seq AND o.event IN ({outcome_marks}))"
                 " ORDER BY i.seq",
                 OUTCOME_EVENTS,
             ).fetchall()
