@@ -416,7 +416,8 @@ def _execute(
         )
         if sent.ok:  # what a delivered digest announced is on record before the next one
             for item in digest.items:
-                commit_state(by_key[item.finding.resource.ref.key], delivered=True)
+                if item.finding.resource.ref.key not in journal.written:
+                    commit_state(by_key[item.finding.resource.ref.key], delivered=True)
         interrupts.check()
 
     # 3. Lifecycle state and the audit of every decision.

@@ -642,3 +642,40 @@ def test_failed_outcome_message_for_sdk_error_is_recorded(store: SqliteStore) ->
     assert action.detail["restore"] == intent.detail["restore"]
     assert intent.detail["restore"]["kind"] == KIND
     assert intent.detail["restore"]["scope_info"]["scope"] == ACCOUNT
+
+
+class SecondDigestFails(FakeNotifier):
+    """Records what the store held when each digest went out; the second one raises."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        super().__init__()
+        self.store = store
+        self.seen: list[list[str]] = []
+
+    def deliver(self, digest: Digest) -> Delivery:
+        self.seen.append([e.event for e in self.store.events()])
+        if len(self.digests) == 1:
+            raise ValueError("the Slack client choked")
+        return super().deliver(digest)
+
+
+def test_each_delivered_digest_and_its_state_are_committed_before_the_next(
+    store: SqliteStore,
+) -> None:
+    alice_box = gpu_box("alice-box")
+    bob_box = gpu_box("bob-box", owner="bob@example.com")
+    cloud = InMemoryScope(alice_box, bob_box)
+    notifier = SecondDigestFails(store)
+
+    with pytest.raises(ValueError, match="choked"):
+        run_at(53, [cloud], store, notifier)
+
+    assert notifier.seen == [[], ["delivery"]]
+    (delivered,) = events_of(store, "delivery")
+    assert delivered.detail["ok"] is True
+    sent_first = notifier.digests[0].items[0].finding.resource.name
+    first, other = (alice_box, bob_box) if sent_first == "alice-box" else (bob_box, alice_box)
+    warned = state_of(store, first)
+    assert warned is not None
+    assert warned.warned_at == day(53)  # its warning counts: it will not be sent twice
+    assert state_of(store, other) is None
