@@ -1,7 +1,8 @@
 """The `janitor` command. Parses flags, calls the pipeline, renders the report. Nothing else.
 
 Exit codes: 0 all went well; 1 a scope, a stop or a delivery failed (the rest of the run still
-completed), or another run holds the lock; 2 bad usage or a bad policy.
+completed), or another run holds the lock (or took it over); 2 bad usage or a bad policy;
+128 + N an applying run stopped by signal N between two actions (143 SIGTERM, 130 SIGINT).
 """
 
 from __future__ import annotations
