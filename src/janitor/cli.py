@@ -1,9 +1,10 @@
 """The `janitor` command. Parses flags, calls the pipeline, renders the report. Nothing else.
 
 Exit codes: 0 all went well; 1 a scope, a stop or a delivery failed (the rest of the run still
-completed), another run holds the lock, or the report could not be written at the end; 2 bad
-usage, a bad policy or a bad setting (state URL, --output, Slack variables), found before anything
-is done.
+completed), another run holds the lock (or took it over), or the report could not be written
+at the end; 2 bad usage, a bad policy or a bad setting (state URL, --output, Slack variables),
+found before anything is done; 128 + N an applying run stopped by signal N between two actions
+(143 SIGTERM, 130 SIGINT).
 """
 
 from __future__ import annotations
@@ -13,17 +14,17 @@ import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from janitor import __version__
+from janitor import __version__, interrupts
 from janitor.notify.base import Notifier
 from janitor.pipeline import Progress
 from janitor.policy import Policy, PolicyError, load_policy
 from janitor.state import StateStore, open_store
-from janitor.state.base import LockHeld
+from janitor.state.base import LockHeld, LockLost
 
 if TYPE_CHECKING:
     from janitor.report import RunReport
@@ -238,7 +239,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     now = _now(args)
     # A dry run sends nothing, so it needs no notifier credentials either.
     notifier = _notifier(policy, args.format) if args.apply else _console(policy, args.format)
-    with _store(policy) as store, _progress() as progress:
+    # An applying run stops between two actions on SIGTERM or SIGINT, each action recorded.
+    signals = interrupts.handling() if args.apply else nullcontext()
+    with signals, _store(policy) as store, _progress() as progress:
         report = pipeline.run(
             policy,
             now=now,
@@ -298,8 +301,10 @@ def _summary(event: object) -> str:
     d = event.detail
     if event.event == "decision":
         return f"{d.get('action')} ({d.get('status')}): {d.get('reason')}"
-    if event.event == "action":
+    if event.event in ("action", "reconciled"):
         return f"{d.get('action')} -> {d.get('outcome')}: {d.get('message')}"
+    if event.event == "intent":
+        return f"about to {d.get('action')} (undo recipe recorded)"
     if event.event == "delivery":
         state = "delivered" if d.get("ok") else "NOT delivered"
         return f"{state} to {d.get('destination')} ({len(d.get('items') or [])} resources)"
@@ -445,6 +450,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LockHeld as exc:
         print(f"janitor: {exc}; not acting", file=sys.stderr)
         return EXIT_FAILED
+    except LockLost as exc:
+        print(f"janitor: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except interrupts.Interrupted as exc:
+        print(
+            f"janitor: {exc.signal_name}: stopped after recording the last action; the lock is"
+            " released and the next run carries on",
+            file=sys.stderr,
+        )
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print("janitor: interrupted", file=sys.stderr)
         return 130

@@ -9,15 +9,16 @@ from __future__ import annotations
 import importlib
 import os
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from janitor import lifecycle
+from janitor import interrupts, lifecycle
 from janitor.clouds import registry
 from janitor.clouds.base import KindHandlers, RestoreFailed
+from janitor.journal import Journal, Lease
 from janitor.model import (
     Action,
     AuditEvent,
@@ -26,10 +27,12 @@ from janitor.model import (
     Finding,
     LifecycleState,
     Resource,
+    ResourceRef,
     ScopeError,
     Status,
     StopOutcome,
     StopResult,
+    Verdict,
     Window,
 )
 from janitor.notify.base import Notifier
@@ -37,7 +40,7 @@ from janitor.notify.render import build_digests, digest_stage
 from janitor.policy import Policy, Rule
 from janitor.pricing import monthly_cost_usd
 from janitor.report import RunReport
-from janitor.state.base import StateStore
+from janitor.state.base import OUTCOME_EVENTS, LockLost, StateStore, intent_run
 
 Progress = Callable[[int, int, str], None]
 
@@ -123,73 +126,103 @@ def evaluate(
     evidence_until = min(now, _wall_now())
     results: list[TaskResult] = []
     workers = max(1, min(policy.aws.max_concurrency, len(tasks)))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="janitor-scan") as pool:
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="janitor-scan")
+    try:
         futures = {pool.submit(_scan_task, t, evidence_until): t for t in tasks}
-        for done, future in enumerate(as_completed(futures), start=1):
-            results.append(future.result())
-            if progress:
-                progress(done, len(tasks), futures[future].label)
+        with interrupts.interruptible():
+            for done, future in enumerate(as_completed(futures), start=1):
+                results.append(future.result())
+                if progress:
+                    progress(done, len(tasks), futures[future].label)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     results.sort(key=lambda r: (r.task.rule.name, r.task.scope_id, r.task.region))
 
     keys = [f.resource.ref.key for r in results for f in r.findings]
     priors = store.get_states(keys)
     for result in results:
-        if result.error:
+        if result.error is not None:
             errors.append(result.error)
             continue
-        result.findings = _decide_all(result, priors, now)
+        result.findings, failed = _decide_all(result, priors, now)
+        if failed is not None:
+            errors.append(failed)
     return Evaluation(now, evidence_until, results, skipped, errors, priors)
 
 
 def _scan_task(task: Task, evidence_until: datetime) -> TaskResult:
     """Scan and probe one task. Failures are caught per scope: the rest of the run goes on."""
-    from janitor.clouds.errors import scope_error_message
-
     try:
         handlers = task.handlers or registry.get(task.rule.kind).build(task.scope, task.rule)
         resources = list(handlers.scanner.scan())
         window = Window.ending(evidence_until, task.rule.lookback)
         verdicts = handlers.probe.usage(resources, window, evidence_until)
     except Exception as exc:  # noqa: BLE001 - recorded against the scope, never swallowed
-        message = scope_error_message(exc)
-        if message is None:
-            raise
-        error = ScopeError(task.cloud, task.scope_id, task.region, task.rule.kind, message)
-        return TaskResult(task, None, error=error)
+        return TaskResult(task, None, error=_scope_error(task, exc))
     findings = []
     for resource in resources:
-        verdict = verdicts[resource.ref.key]
+        verdict = verdicts.get(resource.ref.key) or Verdict.unknown(
+            resource.ref, "the usage probe gave no verdict"
+        )
         # Provisional decision; the real one is made once prior state is loaded.
         placeholder = Decision(resource.ref, Action.NONE, verdict.status, "")
         findings.append(Finding(resource, verdict, placeholder, None, None))
     return TaskResult(task, handlers, findings)
 
 
+def _scope_error(task: Task, exc: Exception, resource: str | None = None) -> ScopeError:
+    """Any failure of one scope (or one resource in it) as the scope's error: the run goes on.
+    A failure that is not the cloud's is a bug, logged with its traceback (`failure_message`)."""
+    from janitor.clouds.errors import failure_message
+
+    where = f"{task.label}" + (f" ({resource})" if resource else "")
+    message = failure_message(exc, where)
+    if resource:
+        message = f"{resource}: {message}"
+    return ScopeError(task.cloud, task.scope_id, task.region, task.rule.kind, message)
+
+
 def _decide_all(
     result: TaskResult, priors: Mapping[str, LifecycleState], now: datetime
-) -> list[Finding]:
-    rule = result.task.rule
+) -> tuple[list[Finding], ScopeError | None]:
+    """Decide and describe one task's findings. A resource that cannot be decided is left out
+    (and named in the scope's error); a failed `describe` fails the whole scope."""
+    task = result.task
+    rule = task.rule
     decided: list[Finding] = []
+    broken: list[ScopeError] = []
     for f in result.findings:
-        decision = lifecycle.decide(
-            resource=f.resource,
-            verdict=f.verdict,
-            prior=priors.get(f.resource.ref.key),
-            rule=rule,
-            now=now,
-        )
-        owner = lifecycle.owner_of(f.resource.tags, rule.owner_tags)
+        try:
+            decision = lifecycle.decide(
+                resource=f.resource,
+                verdict=f.verdict,
+                prior=priors.get(f.resource.ref.key),
+                rule=rule,
+                now=now,
+            )
+            owner = lifecycle.owner_of(f.resource.tags, rule.owner_tags)
+        except Exception as exc:  # noqa: BLE001 - recorded against the resource
+            broken.append(_scope_error(task, exc, f.resource.name))
+            continue
         decided.append(replace(f, decision=decision, owner=owner))
     # Describe only what is not plainly in use: the candidates, and what the report must price.
     assert result.handlers is not None
     candidates = [f.resource for f in decided if f.decision.status is not Status.ACTIVE]
-    described = {r.ref.key: r for r in result.handlers.scanner.describe(candidates)}
-    out = []
-    for f in decided:
-        resource = described.get(f.resource.ref.key, f.resource)
-        cost = monthly_cost_usd(resource) if f.decision.status is not Status.ACTIVE else None
-        out.append(replace(f, resource=resource, monthly_cost_usd=cost))
-    return out
+    try:
+        described = {r.ref.key: r for r in result.handlers.scanner.describe(candidates)}
+        out = []
+        for f in decided:
+            resource = described.get(f.resource.ref.key, f.resource)
+            cost = monthly_cost_usd(resource) if f.decision.status is not Status.ACTIVE else None
+            out.append(replace(f, resource=resource, monthly_cost_usd=cost))
+    except Exception as exc:  # noqa: BLE001 - recorded against the scope
+        return [], _scope_error(task, exc)
+    if broken:
+        message = "; ".join(e.message for e in broken)
+        return out, replace(broken[0], message=message)
+    return out, None
 
 
 def guard(findings: Sequence[Finding], *, max_stops: int, kill_switch: bool) -> list[Finding]:
@@ -248,10 +281,12 @@ def run(
     progress: Progress | None = None,
     run_id: str | None = None,
     tasks: Sequence[Task] | None = None,
+    lock_ttl: timedelta = LOCK_TTL,
 ) -> RunReport:
     """One lifecycle pass. Without `apply`: no mutating call, no message, no state written.
 
     `tasks`: the rule x scope pairs to run (default: discovered from the policy's clouds).
+    `lock_ttl`: the run lock's lease, renewed while the run goes on.
     """
     run_id = run_id or uuid.uuid4().hex[:12]
     if not apply:
@@ -263,12 +298,19 @@ def run(
             for d in build_digests(report.findings, now)
         ]
         return report
-    with store.lock(f"run {run_id} pid {os.getpid()}", LOCK_TTL):
+    holder = f"run {run_id} pid {os.getpid()}"
+    with store.lock(holder, lock_ttl) as token, Lease(store, token, lock_ttl) as lease:
+        journal = Journal(store, run_id=run_id, now=now, lease=lease)
+        unsettled, errors = reconcile(journal, policy, tasks=tasks)
         ev = evaluate(policy, now=now, store=store, progress=progress, tasks=tasks)
+        ev.errors[:0] = errors
+        interrupts.check()
         findings = guard(
-            ev.findings, max_stops=policy.max_stops_per_run, kill_switch=kill_switch_on()
+            _hold_unsettled(ev.findings, unsettled),
+            max_stops=policy.max_stops_per_run,
+            kill_switch=kill_switch_on(),
         )
-        return _execute(policy, ev, findings, store=store, notifier=notifier, run_id=run_id)
+        return _execute(policy, ev, findings, journal=journal, notifier=notifier)
 
 
 def _execute(
@@ -276,12 +318,18 @@ def _execute(
     ev: Evaluation,
     findings: list[Finding],
     *,
-    store: StateStore,
+    journal: Journal,
     notifier: Notifier,
-    run_id: str,
 ) -> RunReport:
-    """The one place with side effects: stops, deliveries, state and audit."""
+    """The one place with side effects: stops, deliveries, state and audit.
+
+    Committed as it goes (`Journal`): each stop's intent and recipe before the mutating call,
+    its outcome and lifecycle state right after; each digest's delivery and the state of what
+    it delivered right after it was sent. Decisions, errors and the run summary are written
+    at the end. A signal (`interrupts`) ends the run between two actions.
+    """
     now = ev.now
+    run_id = journal.run_id
     audit: list[AuditEvent] = []
 
     def record(event: str, f: Finding | None, **detail: Any) -> None:
@@ -289,48 +337,62 @@ def _execute(
         name = f.resource.name if f else ""
         audit.append(AuditEvent(now, run_id, event, key, name, detail))
 
+    def commit_state(f: Finding, *, delivered: bool) -> None:
+        key = f.resource.ref.key
+        prior = ev.priors.get(key)
+        state = lifecycle.next_state(
+            prior,
+            f.decision,
+            key=key,
+            owner=f.owner,
+            delivered=delivered,
+            stopped=f.outcome in (StopOutcome.STOPPED, StopOutcome.ALREADY_STOPPED),
+            now=now,
+        )
+        if f.outcome is StopOutcome.NOT_FOUND or state is None:
+            if prior is not None:
+                journal.delete_state(key)
+        elif state != prior:
+            journal.put_state(state)
+
     by_key = {f.resource.ref.key: f for f in findings}
     handlers_of = {f.resource.ref.key: r for r in ev.results for f in r.findings}
 
-    # 1. Stops, each after re-checking idleness against the cloud.
+    # 1. Stops, each after re-checking idleness against the cloud; each one recorded before
+    # the next begins.
     failures: list[ScopeError] = []
     stop_keys = [k for k, f in by_key.items() if f.decision.action is Action.STOP]
     for result, group in _group_by_task(stop_keys, handlers_of):
-        for key, outcome in _stop_group(result, [by_key[k] for k in group], ev, now).items():
+        task = result.task
+        stops = _stop_group(result, [by_key[k] for k in group], ev, now, journal)
+        for key, outcome, recipe in stops:
             f = by_key[key]
-            by_key[key] = replace(f, outcome=outcome.outcome, outcome_message=outcome.message)
-            task = result.task
-            recipe = None
-            if outcome.restore:
-                scope_info = {
-                    "cloud": task.cloud.value,
-                    "scope": task.scope_id,
-                    "region": task.region,
-                    "role_arn": getattr(task.scope, "role_arn", None),
-                }
-                recipe = {**outcome.restore, "kind": task.rule.kind, "scope_info": scope_info}
-            record(
-                "action",
+            f = by_key[key] = replace(f, outcome=outcome.outcome, outcome_message=outcome.message)
+            journal.outcome(
                 f,
                 action=task.rule.action,
                 outcome=outcome.outcome.value,
                 message=outcome.message,
                 restore=recipe,
             )
+            commit_state(f, delivered=False)
             if outcome.outcome is StopOutcome.FAILED:
                 message = f"{f.resource.name}: stop failed: {outcome.message}"
                 failures.append(
                     ScopeError(task.cloud, task.scope_id, task.region, task.rule.kind, message)
                 )
+            interrupts.check()  # this action is recorded: a signal may end the run here
 
     # 2. One digest per owner: notices, warnings, stops done.
     delivered_keys: set[str] = set()
     delivery_failures: list[str] = []
     deliveries: list[str] = []
     digests = build_digests(by_key.values(), now)
-    notifier.prepare([d.owner for d in digests])
+    with interrupts.interruptible():
+        notifier.prepare([d.owner for d in digests])
     for digest in digests:
-        sent = notifier.deliver(digest)
+        with interrupts.interruptible():
+            sent = notifier.deliver(digest)
         names = ", ".join(f"{i.stage.value} {i.finding.resource.name}" for i in digest.items)
         if sent.ok:
             delivered_keys.update(i.finding.resource.ref.key for i in digest.items)
@@ -340,33 +402,29 @@ def _execute(
                 f"{digest.owner or 'unowned resources'}: not reached via {notifier.name}"
                 f" ({sent.detail or 'no detail'}): {names}"
             )
-        record(
-            "delivery",
-            None,
-            owner=digest.owner,
-            ok=sent.ok,
-            destination=sent.destination,
-            detail=sent.detail,
-            items=[i.finding.resource.ref.key for i in digest.items],
+        journal.append(
+            journal.event(
+                "delivery",
+                "",
+                "",
+                owner=digest.owner,
+                ok=sent.ok,
+                destination=sent.destination,
+                detail=sent.detail,
+                items=[i.finding.resource.ref.key for i in digest.items],
+            )
         )
+        if sent.ok:  # what a delivered digest announced is on record before the next one
+            for item in digest.items:
+                if item.finding.resource.ref.key not in journal.written:
+                    commit_state(by_key[item.finding.resource.ref.key], delivered=True)
+        interrupts.check()
 
     # 3. Lifecycle state and the audit of every decision.
     for key, f in by_key.items():
         d = f.decision
-        state = lifecycle.next_state(
-            ev.priors.get(key),
-            d,
-            key=key,
-            owner=f.owner,
-            delivered=key in delivered_keys,
-            stopped=f.outcome in (StopOutcome.STOPPED, StopOutcome.ALREADY_STOPPED),
-            now=now,
-        )
-        if f.outcome is StopOutcome.NOT_FOUND or state is None:
-            if key in ev.priors:
-                store.delete_state(key)
-        elif state != ev.priors.get(key):
-            store.put_state(state)
+        if key not in journal.written:
+            commit_state(f, delivered=key in delivered_keys)
         stage = digest_stage(f)
         record(
             "decision",
@@ -410,7 +468,10 @@ def _execute(
         f"not reached: {line}" for line in delivery_failures
     ]
     # A run that had nothing to say sends nothing (a second run the same day is silent).
-    summary = notifier.summarize(lines, run_figures(report)) if digests or lines else None
+    summary = None
+    if digests or lines:
+        with interrupts.interruptible():
+            summary = notifier.summarize(lines, run_figures(report))
     if summary is not None:
         if not summary.ok:
             delivery_failures.append(f"run summary: not delivered ({summary.detail})")
@@ -432,7 +493,7 @@ def _execute(
         delivery_failures=len(delivery_failures),
         policy=policy.source,
     )
-    store.append_many(audit)
+    journal.append_many(audit)
     return report
 
 
@@ -462,46 +523,57 @@ def _group_by_task(
     return list(groups.values())
 
 
+def _with_scope(recipe: Mapping[str, Any] | None, task: Task) -> dict[str, Any] | None:
+    """A stopper's recipe with what `restore` needs to find the kind and scope again."""
+    if recipe is None:
+        return None
+    scope_info = {
+        "cloud": task.cloud.value,
+        "scope": task.scope_id,
+        "region": task.region,
+        "role_arn": getattr(task.scope, "role_arn", None),
+    }
+    return {**recipe, "kind": task.rule.kind, "scope_info": scope_info}
+
+
 def _stop_group(
-    result: TaskResult, findings: list[Finding], ev: Evaluation, now: datetime
-) -> dict[str, StopResult]:
+    result: TaskResult, findings: list[Finding], ev: Evaluation, now: datetime, journal: Journal
+) -> Iterator[tuple[str, StopResult, dict[str, Any] | None]]:
     """Re-check each stop candidate against the cloud as it is now, then stop it.
 
     The re-check reads fresh evidence (one batched probe call for the task's candidates, up to
     this moment) and, through the stopper's read-only `plan`, the resource's current state and
-    tags; the lifecycle decides again on those. Only a confirmed stop reaches `act`.
-    """
-    from janitor.clouds.errors import scope_error_message
+    tags; the lifecycle decides again on those. Only a confirmed stop reaches `act`, and only
+    after its intent and recipe are committed (fenced by the run's lease).
 
+    Yields (key, outcome, recipe) one stop at a time: the caller records each outcome before
+    the next stop begins.
+    """
     assert result.handlers is not None
     handlers = result.handlers
-    rule = result.task.rule
+    task = result.task
+    rule = task.rule
     resources: list[Resource] = [f.resource for f in findings]
     until = min(now, _wall_now())
     window = Window.ending(until, rule.lookback)
-    outcomes: dict[str, StopResult] = {}
     try:
         fresh = handlers.probe.usage(resources, window, until)
     except Exception as exc:  # noqa: BLE001 - an unknown re-check means no stop
-        message = scope_error_message(exc)
-        if message is None:
-            raise
-        return {
-            f.resource.ref.key: StopResult(
-                StopOutcome.STILL_ACTIVE, f"re-check failed, not stopped: {message}"
-            )
-            for f in findings
-        }
+        line = f"re-check failed, not stopped: {_scope_error(task, exc).message}"
+        for f in findings:
+            yield f.resource.ref.key, StopResult(StopOutcome.STILL_ACTIVE, line), None
+        return
     for f in findings:
         key = f.resource.ref.key
         verdict = fresh.get(key)
         if verdict is None:
-            outcomes[key] = StopResult(StopOutcome.STILL_ACTIVE, "re-check: no verdict")
+            yield key, StopResult(StopOutcome.STILL_ACTIVE, "re-check: no verdict"), None
             continue
+        recipe: dict[str, Any] | None = None
         try:
             plan = handlers.stopper.plan(f.resource)
             if plan.refusal is not None:
-                outcomes[key] = plan.refusal
+                yield key, plan.refusal, None
                 continue
             again = lifecycle.decide(
                 resource=plan.resource,
@@ -511,18 +583,25 @@ def _stop_group(
                 now=now,
             )
             if again.action is not Action.STOP:
-                outcomes[key] = StopResult(
+                outcome = StopResult(
                     StopOutcome.STILL_ACTIVE,
                     f"re-check did not confirm the stop: {again.reason}",
                 )
+                yield key, outcome, None
                 continue
-            outcomes[key] = handlers.stopper.act(plan)
+            recipe = _with_scope(plan.recipe, task)
+            journal.intent(f, action=rule.action, recipe=recipe)
+            outcome = handlers.stopper.act(plan)
+        except LockLost:
+            raise
         except Exception as exc:  # noqa: BLE001 - recorded against the resource
-            message = scope_error_message(exc)
-            if message is None:
-                raise
-            outcomes[key] = StopResult(StopOutcome.FAILED, message)
-    return outcomes
+            message = _scope_error(task, exc).message
+            outcome = StopResult(StopOutcome.FAILED, message)
+        if outcome.restore is not None:
+            recipe = _with_scope(outcome.restore, task)
+        elif outcome.outcome not in (StopOutcome.STOPPED, StopOutcome.FAILED):
+            recipe = None  # nothing changed: nothing to undo
+        yield key, outcome, recipe
 
 
 class RestoreError(Exception):
@@ -545,32 +624,21 @@ def restore(
     from janitor.clouds.errors import scope_error_message
 
     run_id = run_id or uuid.uuid4().hex[:12]
-    recipe: Mapping[str, Any] | None = None
-    stop_event: AuditEvent | None = None
-    events = [e for e in store.events(match=query, limit=10_000) if e.key]
-    # An exact name, id or key wins over a substring of keys (`i-1` must not mean `i-10`), and
-    # the query must come down to one stopped resource.
-    exact = [e for e in events if query in (e.name, e.key, e.key.rsplit("|", 1)[-1])]
-    events = exact or events
-    stopped = sorted({e.key for e in events if _is_stop(e)})
-    if len(stopped) > 1:
+    undoable = _undoable_stops(store.stop_events(query))
+    if len(undoable) > 1:
+        keys = ", ".join(sorted(undoable))
         raise RestoreError(
-            f"{query}: matches {len(stopped)} stopped resources ({', '.join(stopped)});"
+            f"{query}: matches {len(undoable)} stopped resources ({keys});"
             " name one by its id or full key"
         )
-    for event in events:
-        if event.key not in stopped:
-            continue
-        if event.event == "restore":
-            raise RestoreError(
-                f"{query}: already restored on {event.at:%Y-%m-%d %H:%M} UTC since its last stop"
-            )
-        if _is_stop(event):
-            recipe = event.detail.get("restore")
-            stop_event = event
-            break
-    if recipe is None or stop_event is None:
+    if not undoable:
         raise RestoreError(f"{query}: no recorded stop to undo (see `janitor history {query}`)")
+    ((stop_event, restored),) = undoable.values()
+    if restored is not None:
+        raise RestoreError(
+            f"{query}: already restored on {restored.at:%Y-%m-%d %H:%M} UTC since its last stop"
+        )
+    recipe: Mapping[str, Any] = stop_event.detail["restore"]
     try:
         if handlers is None:
             handlers = _restore_handlers(recipe, policy)
@@ -596,8 +664,34 @@ def restore(
     return message
 
 
+def _undoable_stops(
+    events: Sequence[AuditEvent],
+) -> dict[str, tuple[AuditEvent, AuditEvent | None]]:
+    """Per resource key, from its stop history (newest first): the last stop that can be undone
+    (a `stopped` or `failed` outcome with its recipe, or an intent whose outcome was never
+    recorded) and the `restore` that already undid it, if any."""
+    found: dict[str, tuple[AuditEvent, AuditEvent | None]] = {}
+    restored: dict[str, AuditEvent] = {}
+    closed: set[tuple[str, str]] = set()  # (key, intent_run) of intents with an outcome
+    for event in events:
+        key = event.key
+        if key in found:
+            continue
+        if event.event == "restore":
+            restored.setdefault(key, event)
+            continue
+        run = intent_run(event.run_id, event.detail)
+        is_open_intent = event.event == "intent" and (key, run) not in closed
+        if event.event in OUTCOME_EVENTS:
+            closed.add((key, run))
+        if (_is_stop(event) or is_open_intent) and event.detail.get("restore"):
+            found[key] = (event, restored.get(key))
+    return found
+
+
 def _is_stop(event: AuditEvent) -> bool:
-    return event.event == "action" and event.detail.get("outcome") == "stopped"
+    """An outcome that may have changed the resource: stopped, or a stop that failed midway."""
+    return event.event in OUTCOME_EVENTS and event.detail.get("outcome") in ("stopped", "failed")
 
 
 def _restore_handlers(recipe: Mapping[str, Any], policy: Policy) -> KindHandlers:
@@ -612,3 +706,122 @@ def _restore_handlers(recipe: Mapping[str, Any], policy: Policy) -> KindHandlers
 
         rule = next(r for r in load_policy(None, env={}).rules if r.kind == kind)
     return spec.build(provider.restore_scope(info), rule)
+
+
+def _hold_unsettled(findings: Sequence[Finding], unsettled: set[str]) -> list[Finding]:
+    """No new stop of a resource whose interrupted stop could not be settled yet: its record
+    would hide the recipe of the first."""
+    out = []
+    for f in findings:
+        if f.decision.action is Action.STOP and f.resource.ref.key in unsettled:
+            reason = "stop held: an earlier, interrupted stop of it is not settled yet"
+            f = replace(f, decision=replace(f.decision, action=Action.SKIP, reason=reason))
+        out.append(f)
+    return out
+
+
+def reconcile(
+    journal: Journal, policy: Policy, *, tasks: Sequence[Task] | None = None
+) -> tuple[set[str], list[ScopeError]]:
+    """Settle the intents an earlier run left without an outcome (it ended between the
+    mutating call and its record): each gets a `reconciled` outcome, `stopped` if the resource
+    is gone or stopped now, else `not-stopped`, and its lifecycle state follows.
+
+    An intent whose resource cannot be read now stays open for the next run (a scope error),
+    and its key is returned among the unsettled ones.
+    `tasks`: their handlers are used for their kind and scope (fakes in tests).
+    """
+    errors: list[ScopeError] = []
+    unsettled: set[str] = set()
+    store = journal.store
+    for intent in journal.store.open_intents():
+        recipe: Mapping[str, Any] = intent.detail.get("restore") or {}
+        cloud, kind, scope, region, resource_id = _split_key(intent.key)
+        try:
+            handlers = _handlers_for(recipe, policy, tasks, (kind, scope, region))
+            resource = Resource(
+                ResourceRef(cloud, kind, scope, region, resource_id),
+                name=intent.name,
+                state="unknown",
+                created_at=intent.at,
+            )
+            plan = handlers.stopper.plan(resource)
+        except Exception as exc:  # noqa: BLE001 - the intent stays open for the next run
+            from janitor.clouds.errors import failure_message
+
+            message = failure_message(exc, f"reconciling {intent.name}")
+            errors.append(
+                ScopeError(
+                    cloud,
+                    scope,
+                    region,
+                    kind,
+                    f"{intent.name}: cannot tell whether the interrupted stop of "
+                    f"{intent.at:%Y-%m-%d %H:%M} UTC happened: {message}",
+                )
+            )
+            unsettled.add(intent.key)
+            continue
+        refusal = plan.refusal
+        if refusal is not None and refusal.outcome is StopOutcome.FAILED:
+            errors.append(
+                ScopeError(
+                    cloud,
+                    scope,
+                    region,
+                    kind,
+                    f"{intent.name}: cannot tell whether the interrupted stop of "
+                    f"{intent.at:%Y-%m-%d %H:%M} UTC happened: {refusal.message}",
+                )
+            )
+            unsettled.add(intent.key)
+            continue
+        gone = refusal is not None and refusal.outcome in (
+            StopOutcome.NOT_FOUND,
+            StopOutcome.ALREADY_STOPPED,
+        )
+        if gone:
+            message = (
+                f"the run of {intent.at:%Y-%m-%d %H:%M} UTC ended before recording its stop;"
+                f" {refusal.message if refusal else ''}: stopped"
+            )
+        else:
+            now_state = refusal.message if refusal else f"it is {plan.resource.state} now"
+            message = (
+                f"the run of {intent.at:%Y-%m-%d %H:%M} UTC ended before recording its stop;"
+                f" {now_state}: not stopped"
+            )
+        journal.append(
+            journal.event(
+                "reconciled",
+                intent.key,
+                intent.name,
+                action=intent.detail.get("action"),
+                outcome="stopped" if gone else "not-stopped",
+                message=message,
+                intent_run_id=intent.run_id,
+                restore=dict(recipe) if gone else None,
+            )
+        )
+        if gone:
+            prior = store.get_states([intent.key]).get(intent.key)
+            base = prior or LifecycleState(key=intent.key, streak_start=intent.at)
+            journal.put_state(replace(base, stopped_at=intent.at))
+    return unsettled, errors
+
+
+def _split_key(key: str) -> tuple[Cloud, str, str, str, str]:
+    kind, scope, region, resource_id = key.split("|", 3)
+    return Cloud(kind.split(".", 1)[0]), kind, scope, region, resource_id
+
+
+def _handlers_for(
+    recipe: Mapping[str, Any],
+    policy: Policy,
+    tasks: Sequence[Task] | None,
+    where: tuple[str, str, str],
+) -> KindHandlers:
+    for task in tasks or ():
+        if task.handlers is not None and (task.rule.kind, task.scope_id, task.region) == where:
+            return task.handlers
+    return _restore_handlers(recipe, policy)

@@ -662,18 +662,25 @@ def test_a_failing_probe_fails_its_scope_only(store: SqliteStore) -> None:
     assert [f.resource.name for f in report.findings] == ["box-2"]
 
 
-def test_a_bug_is_not_a_scope_error_it_propagates(store: SqliteStore) -> None:
+def test_a_bug_fails_its_scope_only_and_is_logged_with_its_traceback(
+    store: SqliteStore, caplog: pytest.LogCaptureFixture
+) -> None:
     buggy = InMemoryScope(gpu_box("box-1"), scan_error=KeyError("InstanceType"))
     healthy = InMemoryScope(gpu_box("box-2"), region="eu-west-1")
     notifier = FakeNotifier()
 
-    with pytest.raises(KeyError, match="InstanceType"):
-        run_at(30, [buggy, healthy], store, notifier)
+    report = run_at(30, [buggy, healthy], store, notifier)
 
-    assert notifier.digests == []
-    assert store.events() == []
-    with store.lock("the next run", timedelta(hours=2)):  # the crashed run released its lock
-        pass
+    assert report.exit_code() == 1
+    (error,) = report.errors
+    assert error.region == REGION
+    assert "unexpected KeyError: 'InstanceType'" in error.message
+    assert "a bug in janitor" in error.message
+    assert [f.resource.name for f in report.findings] == ["box-2"]
+    assert notifier.staged() == [("alice@example.com", "notify", "box-2")]
+    (logged,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert logged.exc_info is not None  # the traceback is visible
+    assert [e.detail["message"] for e in events_of(store, "error")] == [error.message]
 
 
 # -- the run lock ------------------------------------------------------------------------------
@@ -781,12 +788,16 @@ def test_restore_picks_the_resource_asked_for_not_a_lookalike(store: SqliteStore
 
 
 def test_restore_refuses_an_ambiguous_query(store: SqliteStore) -> None:
-    stopped_box(store, "box-1", resource_id="i-1")
-    stopped_box(store, "box-2", resource_id="i-2", region="eu-west-1")
+    stopped_box(store, "box", resource_id="i-1")
+    stopped_box(store, "box", resource_id="i-2", region="eu-west-1")
     handlers = KindHandlers(FakeScanner([]), FakeProbe(), FakeStopper())
 
-    with pytest.raises(RestoreError, match="matches 2 stopped resources"):
-        pipeline.restore(KIND, policy=make_policy(), store=store, now=day(61), handlers=handlers)
+    with pytest.raises(RestoreError, match="box: matches 2 stopped resources"):
+        pipeline.restore("box", policy=make_policy(), store=store, now=day(61), handlers=handlers)
+    # Neither a substring of keys nor a kind names a stop: only an exact key, name or id.
+    for query in (KIND, "i-", ACCOUNT):
+        with pytest.raises(RestoreError, match="no recorded stop"):
+            pipeline.restore(query, policy=make_policy(), store=store, now=day(61))
     assert events_of(store, "restore") == []
 
 

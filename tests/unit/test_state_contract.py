@@ -430,3 +430,156 @@ def test_default_state_url_is_in_the_users_data_dir(
         finally:
             store.close()
     assert expected.is_file()
+
+
+# -- the stop index: finding a stop to undo, and intents left without an outcome ----------------
+
+
+def stop_event(n: int, key: str, name: str, kind: str, **detail: object) -> AuditEvent:
+    return AuditEvent(T0 + timedelta(minutes=n), f"run-{n}", kind, key, name, dict(detail))
+
+
+def test_stop_events_find_exact_key_name_or_id_only(store: StateStore) -> None:
+    key, other = key_of("i-1"), key_of("i-10")
+    store.append_many(
+        [
+            event(1, key, "box-1"),  # a decision: not part of the stop history
+            stop_event(2, key, "box-1", "intent", restore={"instance_id": "i-1"}),
+            stop_event(3, key, "box-1", "action", outcome="stopped"),
+            stop_event(4, other, "box-10", "intent"),
+            stop_event(5, other, "box-10", "action", outcome="stopped"),
+            stop_event(6, key, "box-1", "restore", message="started"),
+            stop_event(7, "", "", "run"),
+        ]
+    )
+
+    for query in (key, "box-1", "i-1"):
+        got = store.stop_events(query)
+        assert [(e.run_id, e.event) for e in got] == [
+            ("run-6", "restore"),
+            ("run-3", "action"),
+            ("run-2", "intent"),
+        ], query
+    assert store.stop_events("i-1")[-1].detail == {"restore": {"instance_id": "i-1"}}
+    for not_exact in ("box", "i-", KIND, ACCOUNT, "us-east-1", "%", "box-1%"):
+        assert store.stop_events(not_exact) == [], not_exact
+
+
+def test_stop_events_find_a_resource_renamed_by_its_id(store: StateStore) -> None:
+    key = key_of("i-renamed")
+    store.append(stop_event(1, key, "old-name", "intent"))
+    store.append(stop_event(2, key, "new-name", "action", outcome="stopped"))
+    assert [e.name for e in store.stop_events("old-name")] == ["new-name", "old-name"]
+
+
+def test_a_stop_200_days_old_behind_50_similar_names_is_found(store: StateStore) -> None:
+    old_key = key_of("i-0old")
+    store.append(stop_event(0, old_key, "train-box", "intent", restore={"id": "i-0old"}))
+    store.append(stop_event(1, old_key, "train-box", "action", outcome="stopped"))
+    later = T0 + timedelta(days=200)
+    for n in range(50):
+        name = f"train-box-{n}"
+        key = key_of(f"i-{n:04d}")
+        store.append_many(
+            AuditEvent(later + timedelta(minutes=m), f"late-{n}-{m}", kind, key, name, {})
+            for m, kind in enumerate(["decision"] * 200 + ["intent", "action"])
+        )
+
+    got = store.stop_events("train-box")
+
+    assert [e.event for e in got] == ["action", "intent"]
+    assert {e.key for e in got} == {old_key}
+    assert got[-1].at == T0
+
+
+def in_run(run: str, n: int, key: str, name: str, kind: str, **detail: object) -> AuditEvent:
+    return AuditEvent(T0 + timedelta(minutes=n), run, kind, key, name, dict(detail))
+
+
+def test_open_intents_are_those_without_an_outcome_of_their_run(store: StateStore) -> None:
+    done, crashed, rec = key_of("i-done"), key_of("i-crashed"), key_of("i-rec")
+    store.append_many(
+        [
+            in_run("a", 1, done, "done", "intent"),
+            in_run("a", 2, done, "done", "action", outcome="stopped"),
+            in_run("a", 3, crashed, "crashed", "intent", restore={"id": "i-crashed"}),
+            in_run("a", 4, rec, "rec", "intent"),
+            in_run("b", 5, rec, "rec", "reconciled", outcome="stopped", intent_run_id="a"),
+            in_run("c", 6, done, "done", "intent"),  # a later stop of the same resource
+            in_run("d", 7, crashed, "crashed", "action", outcome="already-stopped"),
+        ]
+    )
+
+    got = store.open_intents()
+
+    # The outcome of run d's own attempt on `crashed` does not settle run a's intent.
+    assert [(e.run_id, e.key) for e in got] == [("a", crashed), ("c", done)]
+    assert got[0].detail == {"restore": {"id": "i-crashed"}}
+
+
+# -- the run lock as a lease with a fencing token -----------------------------------------------
+
+
+def test_lock_tokens_grow_with_every_acquisition(opener: Callable[[], StateStore]) -> None:
+    one, two = opener(), opener()
+    tokens = []
+    for client in (one, two, one):
+        with client.lock("a run", timedelta(hours=2)) as token:
+            tokens.append(token)
+    assert tokens == sorted(tokens)
+    assert len(set(tokens)) == 3
+
+
+def test_renewal_keeps_the_lease_until_someone_else_takes_it(
+    opener: Callable[[], StateStore],
+) -> None:
+    one, two = opener(), opener()
+    with one.lock("slow run", timedelta(seconds=-1)) as token:
+        # Expired but nobody took it: the holder may renew it, and then it holds again.
+        assert one.renew_lock(token, timedelta(hours=2)) is True
+        with pytest.raises(LockHeld), two.lock("next run", timedelta(hours=2)):
+            pass
+        assert one.renew_lock(token, timedelta(seconds=-1)) is True  # expire it again
+        with two.lock("next run", timedelta(hours=2)) as newer:
+            assert newer > token
+            assert one.renew_lock(token, timedelta(hours=2)) is False  # taken over: lost
+            with pytest.raises(LockHeld) as raised, one.lock("third", timedelta(hours=2)):
+                pass
+            assert raised.value.holder == "next run"
+
+
+# -- SQLite: a database from an older janitor ----------------------------------------------------
+
+
+def test_an_older_sqlite_database_is_migrated_and_its_stops_indexed(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.executescript(
+        """
+        CREATE TABLE audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL,
+            run_id TEXT NOT NULL, event TEXT NOT NULL, key TEXT NOT NULL, name TEXT NOT NULL,
+            dry_run INTEGER NOT NULL, detail TEXT NOT NULL);
+        CREATE TABLE run_lock (name TEXT PRIMARY KEY, holder TEXT NOT NULL,
+            acquired_at TEXT NOT NULL, expires_at TEXT NOT NULL);
+        """
+    )
+    key = key_of("i-0abc")
+    conn.executemany(
+        "INSERT INTO audit (at, run_id, event, key, name, dry_run, detail)"
+        " VALUES (?, ?, ?, ?, ?, 0, ?)",
+        [
+            (T0.isoformat(), "old", "decision", key, "old-box", "{}"),
+            (T0.isoformat(), "old", "action", key, "old-box", '{"outcome": "stopped"}'),
+        ],
+    )
+    conn.close()
+
+    for _ in range(2):  # opening again does not index twice
+        store = SqliteStore(path)
+        try:
+            (found,) = store.stop_events("i-0abc")
+            assert found.detail == {"outcome": "stopped"}
+            with store.lock("new run", timedelta(hours=2)) as token:
+                assert store.renew_lock(token, timedelta(hours=2))
+        finally:
+            store.close()

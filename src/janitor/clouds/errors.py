@@ -1,30 +1,59 @@
-"""Which exceptions mean "this scope (or this resource) failed" rather than a bug in janitor.
+"""Which exceptions mean "this scope (or this resource) failed", and the one line that says so.
 
-Cloud SDK errors are recorded against the scope and the run goes on; anything else is a bug and
-propagates. SDKs are imported only if they are installed (and a policy used them already).
+Cloud SDK errors (botocore's ResponseParserError included: a garbled answer is the cloud's
+failure) and dates out of range are recorded against the scope or resource, and the run goes
+on. Anything else is a bug in janitor: `failure_message` still keeps it local to its scope, but
+logs its traceback and names it as a bug, so it is visible. SDKs are imported only if they are
+installed (and a policy used them already).
 """
 
 from __future__ import annotations
 
+import logging
 import sys
+
+log = logging.getLogger("janitor")
 
 
 def _sdk_error_types() -> tuple[type[BaseException], ...]:
     types: list[type[BaseException]] = []
     if "botocore" in sys.modules:
         from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.parsers import ResponseParserError
 
-        types += [BotoCoreError, ClientError]
+        types += [BotoCoreError, ClientError, ResponseParserError]
     return tuple(types)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
 
 
 def scope_error_message(exc: BaseException) -> str | None:
     """A one-line message for a cloud failure, or None if `exc` is not a cloud failure."""
+    if isinstance(exc, OverflowError):
+        return f"a date or number out of range: {_first_line(exc)}"
     if not isinstance(exc, _sdk_error_types() + (ConnectionError, TimeoutError)):
         return None
     if "botocore" in sys.modules:
         from janitor.clouds.aws.session import one_line
 
         return one_line(exc)
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    return _first_line(exc)
+
+
+def failure_message(exc: Exception, where: str) -> str:
+    """One line for any failure of one scope or resource (`where` names it).
+
+    A cloud failure is described as such; anything else is a janitor bug: its traceback goes
+    to the log (stderr by default) and the line says so.
+    """
+    known = scope_error_message(exc)
+    if known is not None:
+        return known
+    log.error("unexpected error in %s", where, exc_info=exc)
+    return (
+        f"unexpected {type(exc).__name__}: {_first_line(exc)} "
+        "(a bug in janitor; the traceback is in the log)"
+    )

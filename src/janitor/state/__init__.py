@@ -6,9 +6,9 @@ from pathlib import Path
 
 from platformdirs import user_data_dir
 
-from janitor.state.base import LockHeld, StateStore
+from janitor.state.base import LockHeld, LockLost, StateStore
 
-__all__ = ["LockHeld", "StateStore", "default_state_url", "open_store"]
+__all__ = ["LockHeld", "LockLost", "StateStore", "default_state_url", "open_store"]
 
 
 class StateUrlError(ValueError):

@@ -1,14 +1,18 @@
 """The state store contract: lifecycle state per resource, an append-only audit log, a run lock.
 
+The run lock is a lease with a fencing token: `lock` yields a token that grows with every
+acquisition; the holder renews the lease with that token while it runs, and a renewal that
+finds another token in place means the lease was lost.
+
 Every backend (SQLite now, DynamoDB later) must pass tests/unit/test_state_contract.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from janitor.model import AuditEvent, LifecycleState
 
@@ -22,6 +26,23 @@ class LockHeld(Exception):
         )
         self.holder = holder
         self.since = since
+
+
+class LockLost(Exception):
+    """This run's lease on the lock expired and another run took it: this run must stop acting."""
+
+
+# The audit events that make up a resource's stop history, found through an index by
+# `stop_events` and `open_intents`: the intent (committed before the mutating call), its
+# outcome (`action`, or `reconciled` by a later run), and the `restore` that undid it.
+STOP_EVENTS = ("intent", "action", "reconciled", "restore")
+OUTCOME_EVENTS = ("action", "reconciled")
+
+
+def intent_run(run_id: str, detail: Mapping[str, Any]) -> str:
+    """The run whose intent a stop event belongs to: its own, except for `reconciled`, which
+    a later run writes for an earlier run's intent (`intent_run_id`)."""
+    return str(detail.get("intent_run_id") or run_id)
 
 
 class StateStore(Protocol):
@@ -43,11 +64,34 @@ class StateStore(Protocol):
         """Newest first. `match`: a resource name, an id, or a substring of the key."""
         ...
 
-    def lock(self, holder: str, ttl: timedelta) -> AbstractContextManager[None]:
-        """Hold the run lock for the block; raises LockHeld if another unexpired run has it."""
+    def stop_events(self, query: str, *, limit: int = 1000) -> list[AuditEvent]:
+        """Newest first: the STOP_EVENTS of every resource whose exact key, name or id (the
+        key's last part) is `query`, found through an index however old they are."""
+        ...
+
+    def open_intents(self) -> list[AuditEvent]:
+        """Oldest first: every `intent` with no outcome (OUTCOME_EVENTS) of the same key and
+        `intent_run` after it; what a run that ended between the mutating call and its record
+        left behind."""
+        ...
+
+    def lock(self, holder: str, ttl: timedelta) -> AbstractContextManager[int]:
+        """Hold the run lock for the block; raises LockHeld if another unexpired run has it.
+
+        Yields the lease's fencing token, larger than any token handed out before."""
+        ...
+
+    def renew_lock(self, token: int, ttl: timedelta) -> bool:
+        """Extend the lease to `ttl` from now if `token` still holds it (even expired, as long as
+        nobody took it over since); False when another holder has taken the lock."""
         ...
 
     def close(self) -> None: ...
+
+
+def resource_id(key: str) -> str:
+    """The cloud's id: the last part of a resource key (`kind|scope|region|id`)."""
+    return key.rsplit("|", 1)[-1] if key else ""
 
 
 def matches(event: AuditEvent, query: str) -> bool:

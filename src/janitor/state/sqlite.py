@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from janitor.model import AuditEvent, LifecycleState
-from janitor.state.base import LockHeld, iter_chunks, matches
+from janitor.state.base import (
+    OUTCOME_EVENTS,
+    STOP_EVENTS,
+    LockHeld,
+    intent_run,
+    iter_chunks,
+    matches,
+    resource_id,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS lifecycle (
@@ -44,9 +52,29 @@ CREATE TABLE IF NOT EXISTS run_lock (
     name TEXT PRIMARY KEY,
     holder TEXT NOT NULL,
     acquired_at TEXT NOT NULL,
-    expires_at TEXT NOT NULL
+    expires_at TEXT NOT NULL,
+    token INTEGER NOT NULL DEFAULT 0
 );
 """
+
+# The index of stop histories: one row per audit event in STOP_EVENTS, by key, name and id, so
+# `restore` finds a stop of any age without reading the log. Filled in the same transaction as
+# the audit rows; a database from before it existed is backfilled once, when first opened.
+_STOPS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS stop_index (
+    seq INTEGER PRIMARY KEY,
+    key TEXT NOT NULL,
+    name TEXT NOT NULL,
+    resource_id TEXT NOT NULL,
+    event TEXT NOT NULL,
+    run_id TEXT NOT NULL  -- the run of the intent an event belongs to
+);
+CREATE INDEX IF NOT EXISTS stop_index_key ON stop_index(key, seq);
+CREATE INDEX IF NOT EXISTS stop_index_name ON stop_index(name);
+CREATE INDEX IF NOT EXISTS stop_index_id ON stop_index(resource_id);
+CREATE INDEX IF NOT EXISTS stop_index_event ON stop_index(event);
+"""
+_STOP_EVENT_MARKS = ",".join("?" * len(STOP_EVENTS))
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -59,6 +87,18 @@ def _dt(value: str | None) -> datetime | None:
 
 def _must_dt(value: str) -> datetime:
     return datetime.fromisoformat(value)
+
+
+def _event(row: tuple[Any, ...]) -> AuditEvent:
+    return AuditEvent(
+        at=_must_dt(row[0]),
+        run_id=row[1],
+        event=row[2],
+        key=row[3],
+        name=row[4],
+        dry_run=bool(row[5]),
+        detail=json.loads(row[6]),
+    )
 
 
 class SqliteStore:
@@ -74,6 +114,38 @@ class SqliteStore:
         with self._mutex:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.executescript(_SCHEMA)
+            self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring a database written by an older janitor up to this schema."""
+        conn = self._conn
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(run_lock)")}
+        if "token" not in columns:
+            conn.execute("ALTER TABLE run_lock ADD COLUMN token INTEGER NOT NULL DEFAULT 0")
+        had_index = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'stop_index'"
+        ).fetchone()
+        conn.executescript(_STOPS_SCHEMA)
+        if had_index:
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            rows = conn.execute(
+                "SELECT seq, key, name, event, run_id, detail FROM audit"
+                f" WHERE key != '' AND event IN ({_STOP_EVENT_MARKS})",
+                STOP_EVENTS,
+            ).fetchall()
+            conn.executemany(
+                "INSERT OR IGNORE INTO stop_index VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (seq, key, name, resource_id(key), event, intent_run(run, json.loads(detail)))
+                    for seq, key, name, event, run, detail in rows
+                ],
+            )
+        except sqlite3.Error:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     def get_states(self, keys: Iterable[str]) -> dict[str, LifecycleState]:
         found: dict[str, LifecycleState] = {}
@@ -120,6 +192,7 @@ class SqliteStore:
         self.append_many([event])
 
     def append_many(self, events: Iterable[AuditEvent]) -> None:
+        batch = list(events)
         rows = [
             (
                 _ts(e.at),
@@ -130,20 +203,59 @@ class SqliteStore:
                 int(e.dry_run),
                 json.dumps(dict(e.detail), default=str, sort_keys=True),
             )
-            for e in events
+            for e in batch
         ]
         with self._mutex:
             self._conn.execute("BEGIN")
             try:
-                self._conn.executemany(
-                    "INSERT INTO audit (at, run_id, event, key, name, dry_run, detail)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
+                for e, row in zip(batch, rows, strict=True):
+                    cursor = self._conn.execute(
+                        "INSERT INTO audit (at, run_id, event, key, name, dry_run, detail)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        row,
+                    )
+                    if e.key and e.event in STOP_EVENTS:
+                        self._conn.execute(
+                            "INSERT INTO stop_index VALUES (?, ?, ?, ?, ?, ?)",
+                            (
+                                cursor.lastrowid,
+                                e.key,
+                                e.name,
+                                resource_id(e.key),
+                                e.event,
+                                intent_run(e.run_id, e.detail),
+                            ),
+                        )
             except sqlite3.Error:
                 self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
+
+    def stop_events(self, query: str, *, limit: int = 1000) -> list[AuditEvent]:
+        with self._mutex:
+            rows = self._conn.execute(
+                "SELECT a.at, a.run_id, a.event, a.key, a.name, a.dry_run, a.detail"
+                " FROM audit a JOIN stop_index s ON s.seq = a.seq"
+                " WHERE s.key IN (SELECT key FROM stop_index"
+                "   WHERE key = ? OR name = ? OR resource_id = ?)"
+                " ORDER BY a.seq DESC LIMIT ?",
+                (query, query, query, limit),
+            ).fetchall()
+        return [_event(row) for row in rows]
+
+    def open_intents(self) -> list[AuditEvent]:
+        outcome_marks = ",".join("?" * len(OUTCOME_EVENTS))
+        with self._mutex:
+            rows = self._conn.execute(
+                "SELECT a.at, a.run_id, a.event, a.key, a.name, a.dry_run, a.detail"
+                " FROM stop_index i JOIN audit a ON a.seq = i.seq"
+                " WHERE i.event = 'intent' AND NOT EXISTS ("
+                "   SELECT 1 FROM stop_index o WHERE o.key = i.key AND o.run_id = i.run_id"
+                f"   AND o.seq > i.seq AND o.event IN ({outcome_marks}))"
+                " ORDER BY i.seq",
+                OUTCOME_EVENTS,
+            ).fetchall()
+        return [_event(row) for row in rows]
 
     def events(self, *, match: str | None = None, limit: int = 200) -> list[AuditEvent]:
         query = "SELECT at, run_id, event, key, name, dry_run, detail FROM audit"
@@ -156,15 +268,7 @@ class SqliteStore:
             rows = self._conn.execute(query, params).fetchall()
         out: list[AuditEvent] = []
         for row in rows:
-            event = AuditEvent(
-                at=_must_dt(row[0]),
-                run_id=row[1],
-                event=row[2],
-                key=row[3],
-                name=row[4],
-                dry_run=bool(row[5]),
-                detail=json.loads(row[6]),
-            )
+            event = _event(row)
             if match is None or matches(event, match):
                 out.append(event)
             if len(out) >= limit:
@@ -172,28 +276,40 @@ class SqliteStore:
         return out
 
     @contextmanager
-    def lock(self, holder: str, ttl: timedelta) -> Iterator[None]:
+    def lock(self, holder: str, ttl: timedelta) -> Iterator[int]:
         now = datetime.now(UTC)
         with self._mutex:
             self._conn.execute("BEGIN IMMEDIATE")
             row = self._conn.execute(
-                "SELECT holder, acquired_at, expires_at FROM run_lock WHERE name = 'run'"
+                "SELECT holder, acquired_at, expires_at, token FROM run_lock WHERE name = 'run'"
             ).fetchone()
             if row is not None and _must_dt(row[2]) > now:
                 self._conn.execute("ROLLBACK")
                 raise LockHeld(row[0], _must_dt(row[1]))
+            # The row stays when released (expired), so tokens only ever grow.
+            token = (row[3] if row is not None else 0) + 1
             self._conn.execute(
-                "INSERT OR REPLACE INTO run_lock VALUES ('run', ?, ?, ?)",
-                (holder, _ts(now), _ts(now + ttl)),
+                "INSERT OR REPLACE INTO run_lock VALUES ('run', ?, ?, ?, ?)",
+                (holder, _ts(now), _ts(now + ttl), token),
             )
             self._conn.execute("COMMIT")
         try:
-            yield
+            yield token
         finally:
             with self._mutex:
                 self._conn.execute(
-                    "DELETE FROM run_lock WHERE name = 'run' AND holder = ?", (holder,)
+                    "UPDATE run_lock SET expires_at = acquired_at WHERE name = 'run' AND token = ?",
+                    (token,),
                 )
+
+    def renew_lock(self, token: int, ttl: timedelta) -> bool:
+        expires = _ts(datetime.now(UTC) + ttl)
+        with self._mutex:
+            cursor = self._conn.execute(
+                "UPDATE run_lock SET expires_at = ? WHERE name = 'run' AND token = ?",
+                (expires, token),
+            )
+        return cursor.rowcount == 1
 
     def close(self) -> None:
         with self._mutex:
