@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from janitor.model import AuditEvent, LifecycleState
-from janitor.state.base import LockHeld, iter_chunks, matches
+from janitor.state.base import LockHeld, PendingNotice, iter_chunks, matches
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS lifecycle (
@@ -40,6 +40,14 @@ CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TABLE IF NOT EXISTS pending_notice (
+    key TEXT PRIMARY KEY,
+    stage TEXT NOT NULL,
+    owner TEXT,
+    created_at TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    payload TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS run_lock (
     name TEXT PRIMARY KEY,
     holder TEXT NOT NULL,
@@ -170,6 +178,53 @@ class SqliteStore:
             if len(out) >= limit:
                 break
         return out
+
+    def put_notices(self, notices: Iterable[PendingNotice]) -> None:
+        rows = [
+            (
+                n.key,
+                n.stage,
+                n.owner,
+                _ts(n.created_at),
+                n.attempts,
+                json.dumps(dict(n.payload), default=str, sort_keys=True),
+            )
+            for n in notices
+        ]
+        with self._mutex:
+            self._conn.execute("BEGIN")
+            try:
+                self._conn.executemany(
+                    "INSERT OR REPLACE INTO pending_notice VALUES (?, ?, ?, ?, ?, ?)", rows
+                )
+            except sqlite3.Error:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def pending_notices(self) -> list[PendingNotice]:
+        with self._mutex:
+            rows = self._conn.execute(
+                "SELECT key, stage, owner, created_at, attempts, payload FROM pending_notice"
+                " ORDER BY created_at, key"
+            ).fetchall()
+        return [
+            PendingNotice(
+                key=row[0],
+                stage=row[1],
+                owner=row[2],
+                created_at=_must_dt(row[3]),
+                attempts=row[4],
+                payload=json.loads(row[5]),
+            )
+            for row in rows
+        ]
+
+    def delete_notices(self, keys: Iterable[str]) -> None:
+        with self._mutex:
+            for chunk in iter_chunks(keys, 500):
+                marks = ",".join("?" * len(chunk))
+                self._conn.execute(f"DELETE FROM pending_notice WHERE key IN ({marks})", chunk)
 
     @contextmanager
     def lock(self, holder: str, ttl: timedelta) -> Iterator[None]:
