@@ -38,6 +38,12 @@ class ConsoleNotifier:
 
     def deliver(self, digest: Digest) -> Delivery:
         stream = self._stream or sys.stderr
-        stream.write(render_text(digest, self._exempt_tag) + "\n\n")
+        text = render_text(digest, self._exempt_tag)
+        if not self.reaches_people:
+            text += (
+                "\n(printed here only, which reaches nobody: it does not count as telling the "
+                "owner, and stops are held until a notifier is configured)"
+            )
+        stream.write(text + "\n\n")
         stream.flush()
         return Delivery(ok=True, destination=f"console:{digest.owner or 'unowned'}")
