@@ -500,3 +500,19 @@ def test_explicit_env_ignores_process_environment(monkeypatch: pytest.MonkeyPatc
     assert policy.source == DEFAULT_POLICY
     assert policy.aws.regions == ()
     assert policy.state_url is None
+
+
+def test_console_deliveries_count_only_when_the_policy_says_so() -> None:
+    rules = "rules:\n  - name: gpu\n    kind: aws.ec2-gpu\n"
+    default = parse_policy(rules, "p.yaml", env={})
+    assert default.notifier.counts_as_delivery is False
+    counting = parse_policy(
+        "notifier: {type: console, counts_as_delivery: true}\n" + rules, "p.yaml", env={}
+    )
+    assert (counting.notifier.type, counting.notifier.counts_as_delivery) == ("console", True)
+    assert parse_policy("notifier: auto\n" + rules, "p.yaml", env={}).notifier.type == "auto"
+    for kind in ("auto", "slack"):
+        with pytest.raises(PolicyError, match="counts_as_delivery is for `type: console` only"):
+            parse_policy(
+                f"notifier: {{type: {kind}, counts_as_delivery: true}}\n" + rules, "p.yaml", env={}
+            )
