@@ -536,7 +536,8 @@ def test_a_digest_delivered_in_part_counts_the_items_that_got_through(
     run_at(53, [cloud], store, FakeNotifier(ok=False, partly=frozenset({one.ref.key})))
 
     first, second = state_of(store, one), state_of(store, two)
-    assert first is not None and second is not None
+    assert first is not None
+    assert second is not None
     assert (first.warned_at, first.stop_due) == (day(53), day(60))  # the date it showed
     assert (second.warned_at, second.stop_due) == (None, None)
 

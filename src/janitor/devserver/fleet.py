@@ -192,7 +192,11 @@ def advance_fleet(server: AwsDevServer, fleet: Fleet, seeded_at: datetime, until
         busy = gi.idle_days is None
         if gi.gpus:
             for index in range(gi.gpus):
-                dims = {"InstanceId": instance_id, "index": str(index), "name": "Tesla V100-SXM2-16GB"}
+                dims = {
+                    "InstanceId": instance_id,
+                    "index": str(index),
+                    "name": "Tesla V100-SXM2-16GB",
+                }
                 put("CWAgent", "nvidia_smi_utilization_gpu", dims, 87.0 if busy else 0.0)
         else:
             put("AWS/EC2", "CPUUtilization", {"InstanceId": instance_id}, 71.0 if busy else 1.5)

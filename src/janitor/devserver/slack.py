@@ -359,9 +359,9 @@ class SlackDevServer(BackgroundServer["ThreadingHTTPServer"]):
             return _error("not_authed")
         if token != self._token:
             return _error("invalid_auth")
-        fault = pending.popleft() if pending else None
-        if fault is not None and fault.kind != "pass":
-            return _error(fault.error)
+        taken = pending.popleft() if pending else None
+        if taken is not None and taken.kind != "pass":
+            return _error(taken.error)
         try:
             answer = self._methods[method](params)
         except _SlackError as exc:
