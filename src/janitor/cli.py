@@ -285,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
             "--as-of",
             metavar="ISO8601",
             help="evaluate as if now were this time (forecast, replay); evidence is read up "
-            "to the present",
+            "to the present. Dry runs and scan only: refused with --apply",
         )
 
     def with_format(p: argparse.ArgumentParser) -> None:
