@@ -175,6 +175,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     policy = _policy(args)
     kinds = ", ".join(f"{r.name} ({r.kind})" for r in policy.rules)
     print(f"{policy.source}: OK, {len(policy.rules)} rule(s): {kinds}")
+    print(policy.notifier.describe())
     return EXIT_OK
 
 
@@ -189,8 +190,12 @@ def cmd_scan(args: argparse.Namespace) -> int:
     return report.exit_code()
 
 
-def _notifier(policy: Policy, fmt: str) -> Notifier:
-    """Slack when configured (or required by the policy), else digests on the console."""
+def _notifier(policy: Policy, fmt: str, *, strict: bool = True) -> Notifier:
+    """Slack when configured (or required by the policy), else digests on the console.
+
+    The console counts as delivery only when the policy says so (`counts_as_delivery`).
+    `strict=False` (a dry run, which sends nothing): a missing Slack token is no error.
+    """
     settings = policy.notifier
     exempt_tag = policy.rules[0].exempt_tag
     if settings.type != "console":
@@ -216,7 +221,7 @@ def _notifier(policy: Policy, fmt: str) -> Notifier:
             )
         if slack.webhook_url:
             return SlackWebhookNotifier(webhook_client(slack), exempt_tag=exempt_tag)
-        if settings.type == "slack":
+        if settings.type == "slack" and strict:
             raise UsageError(
                 "the policy's notifier is slack: set SLACK_BOT_TOKEN "
                 "(or JANITOR_SLACK_WEBHOOK_URL for a channel-only webhook)"
@@ -229,16 +234,27 @@ def _console(policy: Policy, fmt: str) -> Notifier:
 
     # Digests go to stdout above a table report; with a machine-readable report, to stderr.
     stream: TextIO = sys.stdout if fmt == "table" else sys.stderr
-    return ConsoleNotifier(stream, exempt_tag=policy.rules[0].exempt_tag)
+    return ConsoleNotifier(
+        stream,
+        exempt_tag=policy.rules[0].exempt_tag,
+        counts_as_delivery=policy.notifier.counts_as_delivery,
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from janitor import pipeline
 
+    if args.apply and args.as_of:
+        # The lifecycle clock of a run that acts is the wall clock: a caller-chosen time could
+        # stop something seconds after its warning, or something busy today.
+        raise UsageError(
+            "--as-of cannot be used with --apply: a run that acts uses the present time "
+            "(use --as-of with a dry run or scan)"
+        )
     policy = _policy(args)
     now = _now(args)
     # A dry run sends nothing, so it needs no notifier credentials either.
-    notifier = _notifier(policy, args.format) if args.apply else _console(policy, args.format)
+    notifier = _notifier(policy, args.format, strict=args.apply)
     # An applying run stops between two actions on SIGTERM or SIGINT, each action recorded.
     signals = interrupts.handling() if args.apply else nullcontext()
     with signals, _store(policy) as store, _progress() as progress:
@@ -351,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
             "--as-of",
             metavar="ISO8601",
             help="evaluate as if now were this time (forecast, replay); evidence is read up "
-            "to the present",
+            "to the present. Dry runs and scan only: refused with --apply",
         )
 
     def with_format(p: argparse.ArgumentParser) -> None:

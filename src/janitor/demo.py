@@ -2,8 +2,12 @@
 
 Starts the AWS emulator (moto in server mode) and a local Slack Web API server, both on
 127.0.0.1 in this process, seeds a realistic ML fleet with histories in the past, shows the
-dry-run report, then plays the lifecycle over simulated days with `--as-of`: notices, warnings
-and stops as the Slack messages owners receive, and a restore.
+dry-run report, then plays the lifecycle over simulated days: notices, warnings and stops as the
+Slack messages owners receive, and a restore.
+
+The simulated days are the process clock, faked in-process (time_machine): the emulators run in
+this process, so janitor's wall clock and the emulated cloud's move together, and `run --apply`
+acts at "the present" as it always does. Nothing outside this process sees the faked clock.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from rich.rule import Rule as RichRule
 from janitor import cli
 
 if TYPE_CHECKING:
+    from janitor.devserver.aws import AwsDevServer
+    from janitor.devserver.fleet import Fleet
     from janitor.devserver.slack import Received, SlackUser
 
 DEMO_REGION = "us-east-1"
@@ -57,12 +63,36 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = old
 
 
-def _iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+class _SimulatedClock:
+    """The demo's days: the process clock moved on (it keeps ticking: SDK retries sleep on it),
+    with the fleet's metrics published up to that moment."""
+
+    def __init__(self, server: AwsDevServer, fleet: Fleet, *, seeded_at: datetime) -> None:
+        self._server = server
+        self._fleet = fleet
+        self._seeded_at = seeded_at
+        self._published_until = seeded_at
+
+    @contextmanager
+    def on_day(self, day: int, hours: int = 1) -> Iterator[datetime]:
+        import time_machine
+
+        from janitor.devserver.fleet import advance_fleet
+
+        when = self._seeded_at + timedelta(days=day, hours=hours)
+        with time_machine.travel(when, tick=True):
+            if when > self._published_until:
+                advance_fleet(self._server, self._fleet, self._published_until, when)
+                self._published_until = when
+        # Entered again so that the day's run starts at its hour, whatever publishing took.
+        with time_machine.travel(when, tick=True):
+            yield when
 
 
 def run_demo(days: int = 10) -> int:
     try:
+        import time_machine  # noqa: F401 - the simulated days need it
+
         from janitor.devserver.aws import AwsDevServer
         from janitor.devserver.fleet import demo_fleet, seed_fleet
         from janitor.devserver.slack import SlackDevServer
@@ -120,28 +150,34 @@ def run_demo(days: int = 10) -> int:
             )
 
             console.print(RichRule(f"3. The lifecycle over {days} simulated days"))
+            console.print(
+                "(each day, this process's clock is moved a day on, the emulator's with it, and "
+                "the fleet's metrics go on: the idle stay idle, the busy stay busy)"
+            )
+            clock = _SimulatedClock(server, fleet, seeded_at=now)
             for day in range(days + 1):
-                as_of = _iso(now + timedelta(days=day, hours=1))
-                console.print(f"\n[bold]day {day}[/bold]  $ janitor run --apply --as-of {as_of}")
-                slack.clear()
-                report = f"{tmp}/day{day}.csv"
-                cli.main(
-                    ["run", "--apply", "--as-of", as_of, "--format", "csv", "--output", report]
-                )
+                with clock.on_day(day) as today:
+                    console.print(
+                        f"\n[bold]day {day}[/bold] ({today:%a %d %b %H:%M} UTC)  "
+                        "$ janitor run --apply"
+                    )
+                    slack.clear()
+                    report = f"{tmp}/day{day}.csv"
+                    cli.main(["run", "--apply", "--format", "csv", "--output", report])
                 console.print(_day_summary(report))
                 for message in slack.messages():
                     console.print(slack_panel(message, users))
 
-            console.print(RichRule("4. Undo a stop: janitor restore"))
-            console.print("$ janitor restore llm-summarizer-canary")
-            cli.main(["restore", "llm-summarizer-canary"])
-            console.print("\n$ janitor history llm-summarizer-canary")
-            cli.main(["history", "llm-summarizer-canary"])
+            with clock.on_day(days, hours=2):
+                console.print(RichRule("4. Undo a stop: janitor restore"))
+                console.print("$ janitor restore llm-summarizer-canary")
+                cli.main(["restore", "llm-summarizer-canary"])
+                console.print("\n$ janitor history llm-summarizer-canary")
+                cli.main(["history", "llm-summarizer-canary"])
 
-            console.print(RichRule("5. The report after the simulated period"))
-            final = _iso(now + timedelta(days=days, hours=2))
-            console.print(f"$ janitor scan --as-of {final}\n")
-            cli.main(["scan", "--as-of", final])
+                console.print(RichRule("5. The report after the simulated period"))
+                console.print("$ janitor scan\n")
+                cli.main(["scan"])
     console.print(RichRule("done: nothing left running, nothing touched outside this process"))
     return cli.EXIT_OK
 

@@ -35,7 +35,8 @@ from janitor.model import (
     Verdict,
     Window,
 )
-from janitor.notify.base import Notifier
+from janitor.notify.base import Digest, Notifier
+from janitor.notify.pending import STOP_STAGE, notice_finding, stop_notice
 from janitor.notify.render import build_digests, digest_stage
 from janitor.policy import Policy, Rule
 from janitor.pricing import monthly_cost_usd
@@ -297,6 +298,7 @@ def run(
             + ", ".join(f"{i.stage.value} {i.finding.resource.name}" for i in d.items)
             for d in build_digests(report.findings, now)
         ]
+        report.notes = held_notes(notifier)
         return report
     holder = f"run {run_id} pid {os.getpid()}"
     with store.lock(holder, lock_ttl) as token, Lease(store, token, lock_ttl) as lease:
@@ -383,42 +385,20 @@ def _execute(
                 )
             interrupts.check()  # this action is recorded: a signal may end the run here
 
-    # 2. One digest per owner: notices, warnings, stops done.
-    delivered_keys: set[str] = set()
-    delivery_failures: list[str] = []
-    deliveries: list[str] = []
-    digests = build_digests(by_key.values(), now)
-    with interrupts.interruptible():
-        notifier.prepare([d.owner for d in digests])
-    for digest in digests:
-        with interrupts.interruptible():
-            sent = notifier.deliver(digest)
-        names = ", ".join(f"{i.stage.value} {i.finding.resource.name}" for i in digest.items)
-        if sent.ok:
-            delivered_keys.update(i.finding.resource.ref.key for i in digest.items)
-            deliveries.append(f"sent to {sent.destination}: {names}")
-        else:
-            delivery_failures.append(
-                f"{digest.owner or 'unowned resources'}: not reached via {notifier.name}"
-                f" ({sent.detail or 'no detail'}): {names}"
-            )
-        journal.append(
-            journal.event(
-                "delivery",
-                "",
-                "",
-                owner=digest.owner,
-                ok=sent.ok,
-                destination=sent.destination,
-                detail=sent.detail,
-                items=[i.finding.resource.ref.key for i in digest.items],
-            )
-        )
-        if sent.ok:  # what a delivered digest announced is on record before the next one
-            for item in digest.items:
-                if item.finding.resource.ref.key not in journal.written:
-                    commit_state(by_key[item.finding.resource.ref.key], delivered=True)
-        interrupts.check()
+    # 2. One digest per owner: notices, warnings, stops done (and stop notices still owed).
+    def on_delivered(keys: frozenset[str]) -> None:
+        # What a delivered digest announced is on record before the next one is sent.
+        for key in keys:
+            if key in by_key and key not in journal.written:
+                commit_state(by_key[key], delivered=True)
+
+    delivered = deliver_digests(
+        list(by_key.values()), now, journal=journal, notifier=notifier, on_delivered=on_delivered
+    )
+    delivered_keys = delivered.keys
+    delivery_failures = delivered.failures
+    deliveries = delivered.lines
+    digests = delivered.digests
 
     # 3. Lifecycle state and the audit of every decision.
     for key, f in by_key.items():
@@ -461,6 +441,7 @@ def _execute(
         skipped=ev.skipped,
         delivery_failures=delivery_failures,
         deliveries=deliveries,
+        notes=held_notes(notifier),
     )
 
     # 4. The run summary, where the notifier keeps one (an admin or fallback channel).
@@ -495,6 +476,115 @@ def _execute(
     )
     journal.append_many(audit)
     return report
+
+
+STOPS_HELD = (
+    "stops are held until a notifier is configured: the {name} notifier reaches nobody, so no "
+    "notice or warning counts as delivered and nothing is stopped (set SLACK_BOT_TOKEN or "
+    "JANITOR_SLACK_WEBHOOK_URL; or, to stop without messages, put "
+    "`notifier: {{type: console, counts_as_delivery: true}}` in the policy)"
+)
+
+
+def held_notes(notifier: Notifier) -> list[str]:
+    """The report's note when nothing the notifier delivers counts (so no stop can follow)."""
+    return [] if notifier.reaches_people else [STOPS_HELD.format(name=notifier.name)]
+
+
+@dataclass
+class Delivered:
+    keys: set[str]  # the resources whose stage (notice, warning, stop) reached their owner
+    failures: list[str]  # one line per digest not (wholly) delivered
+    lines: list[str]  # one line per digest sent
+    digests: list[Digest]
+
+
+def deliver_digests(
+    findings: list[Finding],
+    now: datetime,
+    *,
+    journal: Journal,
+    notifier: Notifier,
+    on_delivered: Callable[[frozenset[str]], None],
+) -> Delivered:
+    """Send one digest per owner and say which items reached a person.
+
+    - Only a notifier that reaches people (`reaches_people`) delivers: the console's output
+      counts for nothing, so no notice or warning is recorded and no stop can follow.
+    - Per item: a digest split into several messages that got through in part counts the items
+      of the confirmed messages (with the stop date those showed); the rest are sent next run.
+    - Stop notices (with their restore command) are kept in the store as owed before anything
+      is sent, and forgotten once delivered; one that does not get through is added to the
+      owner's digest on every later run until it does. A run killed mid-way loses none.
+    - Each digest's delivery event and the state of what it delivered (`on_delivered`) are
+      committed before the next digest is sent.
+    """
+    store = journal.store
+    fresh = [f for f in findings if digest_stage(f) is Action.STOP]
+    fresh_keys = {f.resource.ref.key for f in fresh}
+    # A newer stop of the same resource replaces the notice still owed for the older one.
+    owed = [n for n in store.pending_notices() if n.stage == STOP_STAGE]
+    owed = [n for n in owed if n.key not in fresh_keys]
+    store.put_notices(stop_notice(f, stopped_at=now, attempts=0) for f in fresh)
+    attempts = {n.key: n.attempts for n in owed}
+    stopped_at = {n.key: n.created_at for n in owed}
+    digests = build_digests([*findings, *(notice_finding(n) for n in owed)], now)
+    out = Delivered(set(), [], [], digests)
+    with interrupts.interruptible():
+        notifier.prepare([d.owner for d in digests])
+    for digest in digests:
+        with interrupts.interruptible():
+            sent = notifier.deliver(digest)
+        got = sent.delivered_keys(digest) if notifier.reaches_people else frozenset()
+        out.keys |= got
+        names = ", ".join(f"{i.stage.value} {i.finding.resource.name}" for i in digest.items)
+        if sent.ok:
+            suffix = "" if notifier.reaches_people else " (printed only: does not count)"
+            out.lines.append(f"sent to {sent.destination}: {names}{suffix}")
+        else:
+            part = ""
+            if got:
+                reached = [i for i in digest.items if i.finding.resource.ref.key in got]
+                part = f"; {len(reached)} of {len(digest.items)} delivered, the rest next run"
+                names = ", ".join(
+                    f"{i.stage.value} {i.finding.resource.name}"
+                    for i in digest.items
+                    if i.finding.resource.ref.key not in got
+                )
+            out.failures.append(
+                f"{digest.owner or 'unowned resources'}: not reached via {notifier.name}"
+                f" ({sent.detail or 'no detail'}{part}): {names}"
+            )
+        journal.append(
+            journal.event(
+                "delivery",
+                "",
+                "",
+                owner=digest.owner,
+                ok=sent.ok,
+                destination=sent.destination,
+                detail=sent.detail,
+                items=[i.finding.resource.ref.key for i in digest.items],
+                delivered=sorted(got),
+                counts=notifier.reaches_people,
+            )
+        )
+        stops = [i.finding.resource.ref.key for i in digest.items if i.stage is Action.STOP]
+        store.delete_notices(key for key in stops if key in got)
+        on_delivered(got)
+        interrupts.check()
+    # What is still owed: one more attempt counted, the first stop time kept.
+    undelivered = [i.finding for d in digests for i in d.items if i.stage is Action.STOP]
+    store.put_notices(
+        stop_notice(
+            f,
+            stopped_at=stopped_at.get(f.resource.ref.key, now),
+            attempts=attempts.get(f.resource.ref.key, 0) + 1,
+        )
+        for f in undelivered
+        if f.resource.ref.key not in out.keys
+    )
+    return out
 
 
 def run_figures(report: RunReport) -> dict[str, str]:

@@ -194,6 +194,44 @@ class NotifierSettings(_Strict):
     # auto: Slack when SLACK_BOT_TOKEN or JANITOR_SLACK_WEBHOOK_URL is set, else the console.
     type: Literal["auto", "console", "slack"] = "auto"
     slack: SlackPolicy = SlackPolicy()
+    # The console reaches nobody, so its notices and warnings do not count and nothing is ever
+    # stopped. `type: console` with `counts_as_delivery: true` is a team saying it wants stops
+    # without messages.
+    counts_as_delivery: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        """`notifier: slack` is `notifier: {type: slack}`."""
+        return {"type": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _counts_only_for_the_console(self) -> NotifierSettings:
+        if self.counts_as_delivery and self.type != "console":
+            raise ValueError(
+                "counts_as_delivery is for `type: console` only (Slack deliveries always count)"
+            )
+        return self
+
+    def describe(self) -> str:
+        """One line for `janitor validate`: who is told, and whether stops can happen."""
+        if self.type == "console":
+            if self.counts_as_delivery:
+                return (
+                    "notifier: console, counts_as_delivery: true: notices and warnings are only "
+                    "printed, and stops follow without any message to the owner"
+                )
+            return (
+                "notifier: console: digests are printed, which reaches nobody; stops are held "
+                "(set counts_as_delivery: true to stop without messages)"
+            )
+        slack = "Slack (SLACK_BOT_TOKEN, or JANITOR_SLACK_WEBHOOK_URL)"
+        if self.type == "slack":
+            return f"notifier: {slack}, required"
+        return (
+            f"notifier: auto: {slack} when configured; otherwise digests are printed and stops "
+            "are held until a notifier is configured"
+        )
 
 
 class PolicyModel(_Strict):

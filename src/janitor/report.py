@@ -76,6 +76,8 @@ class RunReport:
     skipped: list[str]  # e.g. "aws: skipped, no credentials found": not an error
     delivery_failures: list[str]  # owners not reached: exit 1
     deliveries: list[str] = field(default_factory=list)  # one line per digest (to be) sent
+    # What the reader must know about the run as a whole (e.g. stops held: no notifier).
+    notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         require_aware(self.as_of, "as_of")
@@ -270,6 +272,7 @@ def _savings_lines(summary: Mapping[str, Any], dry_run: bool) -> list[str]:
 def _sections(report: RunReport) -> list[tuple[str, list[str]]]:
     """The non-empty trailing sections, in order: errors first, deliveries last."""
     sections = [
+        ("Notes", list(report.notes)),
         ("Errors", [_error_line(e) for e in report.errors]),
         ("Delivery failures", list(report.delivery_failures)),
         ("Skipped", list(report.skipped)),
@@ -293,6 +296,7 @@ def render_json(report: RunReport) -> str:
         "skipped": list(report.skipped),
         "delivery_failures": list(report.delivery_failures),
         "deliveries": list(report.deliveries),
+        "notes": list(report.notes),
     }
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
@@ -412,11 +416,12 @@ def render_table(report: RunReport, *, width: int = 160) -> str:
 
 def stderr_lines(report: RunReport, fmt: Format) -> list[str]:
     """What `fmt` cannot carry, for stderr. A CSV holds one row per finding and nothing else
-    (a comment line would break CSV readers), so its errors, delivery failures and skipped
+    (a comment line would break CSV readers), so its notes, errors, delivery failures and skipped
     clouds ("aws: skipped, no AWS credentials found ...") are told on stderr instead."""
     if fmt != "csv":
         return []
     return [
+        *report.notes,
         *(f"error: {_error_line(e)}" for e in report.errors),
         *(f"delivery failure: {line}" for line in report.delivery_failures),
         *report.skipped,

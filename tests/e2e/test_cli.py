@@ -98,9 +98,10 @@ def test_dry_run_calls_no_mutating_api_sends_nothing_and_writes_no_state(
 
 
 def test_lifecycle_warns_then_stops_then_restores(
-    fleet: Fleet, capsys: pytest.CaptureFixture[str]
+    fleet: Fleet, counting_console: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, day0 = run_json(capsys, "run", "--apply", "--as-of", fleet.as_of(0))
+    with fleet.travel(0):
+        code, day0 = run_json(capsys, "run", "--apply")
     assert code == 0
     rows = by_name(day0)
     assert rows["llm-summarizer-canary"]["action"] == "warn"  # 75 days idle: warn, not stop
@@ -112,7 +113,8 @@ def test_lifecycle_warns_then_stops_then_restores(
     # read in whole-day buckets), and its stop exactly 7 days after that warning.
     warned_on = None
     for day in range(1, 7):
-        code, report = run_json(capsys, "run", "--apply", "--as-of", fleet.as_of(day))
+        with fleet.travel(day):
+            code, report = run_json(capsys, "run", "--apply")
         assert code == 0
         rows = by_name(report)
         assert rows["llm-summarizer-canary"]["action"] == "none", "each stage once per streak"
@@ -122,7 +124,8 @@ def test_lifecycle_warns_then_stops_then_restores(
             warned_on = day
     assert warned_on in (1, 2)
 
-    code, day7 = run_json(capsys, "run", "--apply", "--as-of", fleet.as_of(7))
+    with fleet.travel(7):
+        code, day7 = run_json(capsys, "run", "--apply")
     assert code == 0
     rows = by_name(day7)
     assert rows["llm-summarizer-canary"]["outcome"] == "stopped"
@@ -148,7 +151,8 @@ def test_lifecycle_warns_then_stops_then_restores(
     assert states["inference-g5"] == "running"
 
     for day in range(8, warned_on + 8):
-        code, report = run_json(capsys, "run", "--apply", "--as-of", fleet.as_of(day))
+        with fleet.travel(day):
+            code, report = run_json(capsys, "run", "--apply")
         expected = "stopped" if day == warned_on + 7 else None
         assert by_name(report)["churn-model-v3"]["outcome"] == expected
 
@@ -169,10 +173,11 @@ def test_lifecycle_warns_then_stops_then_restores(
 
 
 def test_exempt_and_unknown_are_never_touched_however_long(
-    fleet: Fleet, capsys: pytest.CaptureFixture[str]
+    fleet: Fleet, counting_console: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     for day in (0, 7, 14, 30):
-        code, report = run_json(capsys, "run", "--apply", "--as-of", fleet.as_of(day))
+        with fleet.travel(day):
+            code, report = run_json(capsys, "run", "--apply")
         rows = by_name(report)
         assert rows["legacy-ranker"]["action"] == "skip"
         assert rows["bert-embeddings-poc"]["action"] == "skip"
@@ -193,11 +198,13 @@ def test_an_exemption_that_expired_starts_the_lifecycle(
 
 
 def test_denied_permission_means_unknown_and_no_stop(
-    fleet: Fleet, capsys: pytest.CaptureFixture[str]
+    fleet: Fleet, counting_console: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run_json(capsys, "run", "--apply", "--as-of", fleet.as_of(0))
+    with fleet.travel(0):
+        run_json(capsys, "run", "--apply")
     fleet.server.fail("cloudtrail.LookupEvents", 50, "AccessDeniedException")
-    code, report = run_json(capsys, "run", "--apply", "--as-of", fleet.as_of(8))
+    with fleet.travel(8):
+        code, report = run_json(capsys, "run", "--apply")
     rows = by_name(report)
     assert rows["team-shared-eda"]["status"] == "unknown"
     assert rows["team-shared-eda"]["outcome"] is None
@@ -215,11 +222,16 @@ def test_throttling_is_retried(fleet: Fleet, capsys: pytest.CaptureFixture[str])
 
 
 def test_kill_switch_holds_every_stop(
-    fleet: Fleet, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    fleet: Fleet,
+    counting_console: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    run_json(capsys, "run", "--apply", "--as-of", fleet.as_of(0))
+    with fleet.travel(0):
+        run_json(capsys, "run", "--apply")
     monkeypatch.setenv("JANITOR_KILL_SWITCH", "1")
-    code, report = run_json(capsys, "run", "--apply", "--as-of", fleet.as_of(8))
+    with fleet.travel(8):
+        code, report = run_json(capsys, "run", "--apply")
     assert code == 0
     row = by_name(report)["llm-summarizer-canary"]
     assert (row["action"], row["outcome"]) == ("skip", None)
@@ -230,8 +242,8 @@ def test_kill_switch_holds_every_stop(
 def test_two_runs_never_act_at_once(fleet: Fleet, capsys: pytest.CaptureFixture[str]) -> None:
     store = open_store(f"sqlite:///{fleet.state}")
     try:
-        with store.lock("another run", timedelta(minutes=5)):
-            code = cli.main(["run", "--apply", "--as-of", fleet.as_of(8)])
+        with fleet.travel(8), store.lock("another run", timedelta(minutes=5)):
+            code = cli.main(["run", "--apply"])
     finally:
         store.close()
     err = capsys.readouterr().err
@@ -245,7 +257,8 @@ def test_a_failing_scope_is_reported_and_the_rest_of_the_run_goes_on(
 ) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", "http://127.0.0.1:9")
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-    code, report = run_json(capsys, "run", "--apply", "--as-of", fleet.as_of(8))
+    with fleet.travel(8):
+        code, report = run_json(capsys, "run", "--apply")
     assert code == 1
     failed = {e["kind"] for e in report["errors"]}
     assert failed == {"aws.sagemaker-endpoint", "aws.sagemaker-notebook"}
@@ -413,3 +426,75 @@ def test_bad_usage_exits_2_with_a_usage_line(
     err = capsys.readouterr().err
     assert err.startswith("usage: janitor")
     assert "Traceback" not in err
+
+
+# --- the lifecycle clock is the wall clock whenever janitor acts -------------------------------
+
+
+def test_apply_with_as_of_is_refused_before_anything_is_done(
+    fleet: Fleet, capsys: pytest.CaptureFixture[str]
+) -> None:
+    acting = ["run", "--apply"]
+    for day in (-30, 8):  # a past or a future lifecycle clock
+        moved = ["--as-of", fleet.as_of(day)]
+        assert cli.main(acting + moved) == 2
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        (line,) = captured.err.strip().splitlines()
+        assert line.startswith("janitor: --as-of cannot be used with")
+        assert "a run that acts uses the present time" in line
+    assert fleet.server.calls == {}
+    assert not fleet.state.exists(), "refused before the state store was even opened"
+    # A dry run and a scan still forecast with it.
+    assert cli.main(["run", "--as-of", fleet.as_of(8), "--format", "json"]) == 0
+    assert cli.main(["scan", "--as-of", fleet.as_of(8), "--format", "json"]) == 0
+
+
+# --- no stop unless a person was warned --------------------------------------------------------
+
+
+def test_without_a_notifier_that_reaches_people_nothing_is_ever_stopped(
+    fleet: Fleet, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The default policy, no Slack token, no webhook: the console prints, and that is all."""
+    for day in (0, 8, 30):
+        with fleet.travel(day):
+            code, report = run_json(capsys, "run", "--apply")
+        assert code == 0
+        assert all(f["outcome"] is None for f in report["findings"]), "no stop, however late"
+        (note,) = report["notes"]
+        assert note.startswith("stops are held until a notifier is configured")
+        assert by_name(report)["llm-summarizer-canary"]["action"] == "warn"  # every run anew
+    assert fleet.mutating_calls() == {}
+    with sqlite3.connect(fleet.state) as db:
+        counted = db.execute(
+            "SELECT COUNT(*) FROM lifecycle WHERE warned_at IS NOT NULL OR notified_at IS NOT NULL"
+        ).fetchone()
+    assert counted == (0,)
+
+    with fleet.travel(31):
+        assert cli.main(["run", "--apply"]) == 0  # table: digests, then the report
+        table = capsys.readouterr().out
+        assert "stops are held until a notifier is configured" in table  # the digests say so
+        assert "Notes:" in table
+        assert cli.main(["run", "--apply", "--format", "csv"]) == 0
+        captured = capsys.readouterr()
+        assert "janitor: stops are held until a notifier is configured" in captured.err
+        assert cli.main(["run", "--apply", "--format", "markdown"]) == 0
+        assert "## Notes" in capsys.readouterr().out
+
+
+def test_validate_prints_the_notifier_choice(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["validate", "--policy", "policies/default.yaml"]) == 0
+    assert "stops are held until a notifier is configured" in capsys.readouterr().out
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "notifier: {type: console, counts_as_delivery: true}\n"
+        "rules:\n  - name: gpu\n    kind: aws.ec2-gpu\n"
+    )
+    assert cli.main(["validate", "--policy", str(policy)]) == 0
+    out = capsys.readouterr().out
+    assert "counts_as_delivery: true" in out
+    assert "stops follow without any message to the owner" in out

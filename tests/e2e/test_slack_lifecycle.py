@@ -42,7 +42,8 @@ def messages_to(server: SlackDevServer, channel: str) -> list[str]:
 def test_one_digest_per_owner_by_dm_and_the_fallback_for_the_rest(
     slack_fleet: Fleet, slack_server: SlackDevServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, report = run_json(capsys, "run", "--apply", "--as-of", slack_fleet.as_of(0))
+    with slack_fleet.travel(0):
+        code, report = run_json(capsys, "run", "--apply")
     assert code == 0, report["delivery_failures"]
     (bob,) = messages_to(slack_server, BOB.id)
     for name in ("llm-summarizer-canary", "train-box-p3", "bob-finetune-llama"):
@@ -59,7 +60,8 @@ def test_one_digest_per_owner_by_dm_and_the_fallback_for_the_rest(
     assert slack_server.calls["users.lookupByEmail"] == 4  # each owner once
 
     slack_server.clear()
-    code, again = run_json(capsys, "run", "--apply", "--as-of", slack_fleet.as_of(0))
+    with slack_fleet.travel(0):
+        code, again = run_json(capsys, "run", "--apply")
     assert code == 0
     assert slack_server.messages() == [], "each stage once per streak: a rerun sends nothing"
 
@@ -68,24 +70,29 @@ def test_slack_down_means_no_stop_and_the_clock_starts_at_the_delivered_warning(
     slack_fleet: Fleet, slack_server: SlackDevServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     slack_server.outage(True)
-    code, day0 = run_json(capsys, "run", "--apply", "--as-of", slack_fleet.as_of(0))
+    with slack_fleet.travel(0):
+        code, day0 = run_json(capsys, "run", "--apply")
     assert code == 1
     assert any(line.startswith("bob@example.com: not reached") for line in
                day0["delivery_failures"])  # fmt: skip
-    code, day8 = run_json(capsys, "run", "--apply", "--as-of", slack_fleet.as_of(8))
+    with slack_fleet.travel(8):
+        code, day8 = run_json(capsys, "run", "--apply")
     assert code == 1
     assert all(f["outcome"] is None for f in day8["findings"]), "no stop without a warning"
     assert by_name(day8)["llm-summarizer-canary"]["action"] == "warn"
 
     slack_server.outage(False)
-    code, day9 = run_json(capsys, "run", "--apply", "--as-of", slack_fleet.as_of(9))
+    with slack_fleet.travel(9):
+        code, day9 = run_json(capsys, "run", "--apply")
     assert code == 0, day9["delivery_failures"]
     canary = by_name(day9)["llm-summarizer-canary"]
     assert canary["action"] == "warn"
     assert canary["stop_due"].startswith(slack_fleet.as_of(16)[:10])
-    code, day15 = run_json(capsys, "run", "--apply", "--as-of", slack_fleet.as_of(15))
+    with slack_fleet.travel(15):
+        code, day15 = run_json(capsys, "run", "--apply")
     assert by_name(day15)["llm-summarizer-canary"]["outcome"] is None
-    code, day16 = run_json(capsys, "run", "--apply", "--as-of", slack_fleet.as_of(16))
+    with slack_fleet.travel(16):
+        code, day16 = run_json(capsys, "run", "--apply")
     assert by_name(day16)["llm-summarizer-canary"]["outcome"] == "stopped"
     (stop_message,) = [m for m in messages_to(slack_server, BOB.id) if "Stopped" in m]
     assert "janitor restore arn:aws:sagemaker:" in stop_message  # by id (the ARN), pastable
@@ -96,7 +103,8 @@ def test_a_rate_limited_slack_is_waited_for(
     slack_fleet: Fleet, slack_server: SlackDevServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     slack_server.rate_limit("chat.postMessage", 1, retry_after=1)
-    code, report = run_json(capsys, "run", "--apply", "--as-of", slack_fleet.as_of(0))
+    with slack_fleet.travel(0):
+        code, report = run_json(capsys, "run", "--apply")
     assert code == 0
     assert report["delivery_failures"] == []
     assert len(messages_to(slack_server, BOB.id)) == 1
@@ -107,7 +115,8 @@ def test_unreachable_slack_is_one_line_per_owner_and_exit_1(
 ) -> None:
     monkeypatch.setenv("JANITOR_SLACK_API_URL", "http://127.0.0.1:9/api/")
     monkeypatch.setenv("JANITOR_SLACK_MAX_RETRIES", "0")
-    code, report = run_json(capsys, "run", "--apply", "--as-of", slack_fleet.as_of(0))
+    with slack_fleet.travel(0):
+        code, report = run_json(capsys, "run", "--apply")
     assert code == 1
     assert report["delivery_failures"]
     assert all("\n" not in line for line in report["delivery_failures"])
@@ -121,7 +130,8 @@ def test_the_token_never_appears_in_output_reports_or_state(
     caplog.set_level("DEBUG")
     for day in (0, 7):
         for fmt in ("json", "table", "markdown", "csv"):
-            cli.main(["run", "--apply", "--as-of", slack_fleet.as_of(day), "--format", fmt])
+            with slack_fleet.travel(day):
+                cli.main(["run", "--apply", "--format", fmt])
     assert cli.main(["history"]) == 0
     captured = capsys.readouterr()
     assert slack_server.messages(), "Slack was used"

@@ -251,12 +251,26 @@ def test_console_notifier_writes_the_digest_and_confirms() -> None:
     (digest,) = build_digests([make_finding("gpu-1"), stopped("gpu-2")], NOW)
     stream = io.StringIO()
 
-    delivery = ConsoleNotifier(stream, exempt_tag="keep-me").deliver(digest)
+    notifier = ConsoleNotifier(stream, exempt_tag="keep-me", counts_as_delivery=True)
+    delivery = notifier.deliver(digest)
 
+    assert notifier.reaches_people is True  # the policy said so
     assert delivery.ok is True
     assert delivery.destination == f"console:{ALICE}"
     assert stream.getvalue() == render_text(digest, "keep-me") + "\n\n"
     assert "janitor restore i-gpu-2" in stream.getvalue()
+
+
+def test_the_console_reaches_nobody_unless_the_policy_says_it_counts() -> None:
+    (digest,) = build_digests([make_finding("gpu-1")], NOW)
+    stream = io.StringIO()
+
+    notifier = ConsoleNotifier(stream)
+    notifier.deliver(digest)
+
+    assert notifier.reaches_people is False
+    assert stream.getvalue().startswith(render_text(digest))
+    assert "stops are held until a notifier is configured" in stream.getvalue()
 
 
 def test_console_notifier_names_the_unowned_destination() -> None:

@@ -8,6 +8,7 @@ The default lifecycle applies: notice at 30 idle days, warning at 53, stop at 60
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -36,6 +37,7 @@ from janitor.model import (
     Window,
 )
 from janitor.notify.base import Delivery, Digest
+from janitor.notify.render import render_text
 from janitor.pipeline import RestoreError, Task, guard, kill_switch_on
 from janitor.policy import Policy, parse_policy
 from janitor.report import RunReport
@@ -183,6 +185,9 @@ class FakeNotifier:
     ok: bool = True
     name: str = "fake"
     digests: list[Digest] = field(default_factory=list)
+    reaches_people: bool = True
+    # Keys confirmed when `ok` is False (a digest delivered in part); None: none of them.
+    partly: frozenset[str] | None = None
 
     summaries: list[Mapping[str, str]] = field(default_factory=list)
     prepared: list[list[str | None]] = field(default_factory=list)
@@ -193,7 +198,8 @@ class FakeNotifier:
     def deliver(self, digest: Digest) -> Delivery:
         self.digests.append(digest)
         destination = f"fake:{digest.owner or 'fallback'}"
-        return Delivery(self.ok, destination, "" if self.ok else "channel_not_found")
+        detail = "" if self.ok else "channel_not_found"
+        return Delivery(self.ok, destination, detail, None if self.ok else self.partly)
 
     def summarize(self, lines: list[str], figures: Mapping[str, str]) -> Delivery | None:
         self.summaries.append(figures)
@@ -452,6 +458,100 @@ def test_notice_warning_then_stop_after_a_recheck(store: SqliteStore) -> None:
         "kind": KIND,
         "scope_info": {"cloud": "aws", "scope": ACCOUNT, "region": REGION, "role_arn": None},
     }
+
+
+# -- no stop unless a person was warned ---------------------------------------------------------
+
+
+def test_a_notifier_that_reaches_nobody_never_leads_to_a_stop(store: SqliteStore) -> None:
+    box = gpu_box("train-box")
+    cloud = InMemoryScope(box)
+    console = FakeNotifier(name="console", reaches_people=False)
+
+    for n in (30, 53, 60, 61, 90):
+        report = run_at(n, [cloud], store, console)
+        assert report.exit_code() == 0
+        assert any("stops are held until a notifier is configured" in x for x in report.notes)
+        assert finding(report, "train-box").outcome is None
+    assert finding(report, "train-box").decision.action is Action.WARN  # warned again, uncounted
+    assert cloud.stopper.stopped == []
+    state = state_of(store, box)
+    assert state is not None
+    assert (state.notified_at, state.warned_at, state.stop_due) == (None, None, None)
+    assert console.staged()[-1] == ("alice@example.com", "warn", "train-box")  # still printed
+    assert all(e.detail["delivered"] is False for e in events_of(store, "decision"))
+    assert all(e.detail["counts"] is False for e in events_of(store, "delivery"))
+    dry = run_at(91, [cloud], store, console, apply=False)
+    assert any("stops are held" in x for x in dry.notes)
+
+
+def test_a_notifier_that_reaches_people_has_no_held_note(store: SqliteStore) -> None:
+    report = run_at(53, [InMemoryScope(gpu_box("train-box"))], store, FakeNotifier())
+    assert report.notes == []
+
+
+def test_an_undelivered_stop_notice_is_kept_and_sent_on_a_later_run(store: SqliteStore) -> None:
+    box = gpu_box("train-box")
+    stop_day_setup(store, box)
+    cloud = InMemoryScope(box)
+
+    stop = run_at(60, [cloud], store, FakeNotifier(ok=False))
+
+    assert finding(stop, "train-box").outcome is StopOutcome.STOPPED
+    (owed,) = store.pending_notices()
+    assert (owed.key, owed.stage, owed.owner, owed.attempts) == (
+        box.ref.key, "stop", "alice@example.com", 1,
+    )  # fmt: skip
+    assert owed.created_at == day(60)
+    cloud.scanner.resources = []  # stopped: no longer listed as a running instance
+
+    still_down = FakeNotifier(ok=False)
+    run_at(61, [cloud], store, still_down)
+    assert still_down.staged() == [("alice@example.com", "stop", "train-box")]
+    (owed,) = store.pending_notices()
+    assert (owed.attempts, owed.created_at) == (2, day(60))
+
+    notifier = FakeNotifier()
+    later = run_at(62, [cloud], store, notifier)
+
+    assert notifier.staged() == [("alice@example.com", "stop", "train-box")]
+    (digest,) = notifier.digests
+    text = render_text(digest)
+    assert re.search(r"janitor restore \S*train-box", text)  # by name or by id
+    assert digest.items[0].finding.verdict.evidence.startswith("stopped on 2024-03-01 00:00 UTC")
+    assert later.deliveries == ["sent to fake:alice@example.com: stop train-box"]
+    assert store.pending_notices() == []
+    assert cloud.stopper.stopped == ["train-box"], "the notice is re-sent, the stop is not redone"
+
+    quiet = FakeNotifier()
+    run_at(63, [cloud], store, quiet)
+    assert quiet.digests == []
+
+
+def test_a_digest_delivered_in_part_counts_the_items_that_got_through(
+    store: SqliteStore,
+) -> None:
+    one, two = gpu_box("box-1"), gpu_box("box-2")
+    cloud = InMemoryScope(one, two)
+
+    run_at(53, [cloud], store, FakeNotifier(ok=False, partly=frozenset({one.ref.key})))
+
+    first, second = state_of(store, one), state_of(store, two)
+    assert first is not None
+    assert second is not None
+    assert (first.warned_at, first.stop_due) == (day(53), day(60))  # the date it showed
+    assert (second.warned_at, second.stop_due) == (None, None)
+
+    notifier = FakeNotifier()
+    report = run_at(54, [cloud], store, notifier)
+    assert notifier.staged() == [("alice@example.com", "warn", "box-2")]  # only the rest
+    assert finding(report, "box-1").decision.stop_due == day(60)  # kept
+    second = state_of(store, two)
+    assert second is not None
+    assert (second.warned_at, second.stop_due) == (day(54), day(61))
+
+    run_at(60, [cloud], store, FakeNotifier())
+    assert cloud.stopper.stopped == ["box-1"]
 
 
 def stop_day_setup(store: SqliteStore, *boxes: Resource) -> None:

@@ -54,6 +54,7 @@ from janitor.model import (
 )
 from janitor.notify.base import Delivery, Digest
 from janitor.state import LockHeld, LockLost
+from janitor.state.base import PendingNotice
 from janitor.state.sqlite import SqliteStore
 
 
@@ -224,6 +225,19 @@ class FailingStore:
 
     def open_intents(self) -> list[AuditEvent]:
         return self.inner.open_intents()
+
+    def put_notices(self, notices: Iterable[PendingNotice]) -> None:
+        if self.allowed == 0:
+            raise sqlite3.OperationalError("database or disk is full")
+        self.inner.put_notices(notices)
+
+    def pending_notices(self) -> list[PendingNotice]:
+        return self.inner.pending_notices()
+
+    def delete_notices(self, keys: Iterable[str]) -> None:
+        if self.allowed == 0:
+            raise sqlite3.OperationalError("database or disk is full")
+        self.inner.delete_notices(keys)
 
     def lock(self, holder: str, ttl: timedelta) -> AbstractContextManager[int]:
         return self.inner.lock(holder, ttl)

@@ -674,3 +674,19 @@ def test_a_malformed_region_in_the_environment_names_the_variable(value: str) ->
     assert message.startswith("JANITOR_REGIONS: ")
     assert "is not an AWS region name" in message
     assert len(message.splitlines()) == 1
+
+
+def test_console_deliveries_count_only_when_the_policy_says_so() -> None:
+    rules = "rules:\n  - name: gpu\n    kind: aws.ec2-gpu\n"
+    default = parse_policy(rules, "p.yaml", env={})
+    assert default.notifier.counts_as_delivery is False
+    counting = parse_policy(
+        "notifier: {type: console, counts_as_delivery: true}\n" + rules, "p.yaml", env={}
+    )
+    assert (counting.notifier.type, counting.notifier.counts_as_delivery) == ("console", True)
+    assert parse_policy("notifier: auto\n" + rules, "p.yaml", env={}).notifier.type == "auto"
+    for kind in ("auto", "slack"):
+        with pytest.raises(PolicyError, match="counts_as_delivery is for `type: console` only"):
+            parse_policy(
+                f"notifier: {{type: {kind}, counts_as_delivery: true}}\n" + rules, "p.yaml", env={}
+            )

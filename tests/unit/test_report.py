@@ -20,7 +20,7 @@ from janitor.model import (
     StopOutcome,
     Verdict,
 )
-from janitor.report import ROW_FIELDS, RunReport, finding_row, render, sorted_findings
+from janitor.report import ROW_FIELDS, Format, RunReport, finding_row, render, sorted_findings
 
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 ACCOUNT = "123456789012"
@@ -242,6 +242,13 @@ def test_findings_sort_by_status_then_longest_idle_first() -> None:
 # --- json ------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("fmt", ["json", "table", "markdown"])
+def test_notes_are_in_the_report(fmt: Format) -> None:
+    note = "stops are held until a notifier is configured: the console notifier reaches nobody"
+    text = render(make_report(notes=[note]), fmt)
+    assert note in (json.loads(text)["notes"][0] if fmt == "json" else " ".join(text.split()))
+
+
 def test_json_document() -> None:
     report = make_report(
         errors=[SCOPE_ERROR],
@@ -261,7 +268,9 @@ def test_json_document() -> None:
         "skipped",
         "delivery_failures",
         "deliveries",
+        "notes",
     }
+    assert doc["notes"] == []
     assert doc["as_of"] == "2024-06-01T12:00:00+00:00"
     assert doc["dry_run"] is True
     assert doc["command"] == "scan"

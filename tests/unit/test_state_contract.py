@@ -11,14 +11,16 @@ from __future__ import annotations
 import sqlite3
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from janitor.model import AuditEvent, LifecycleState
 from janitor.state import LockHeld, StateStore, default_state_url, open_store
+from janitor.state.base import PendingNotice
 from janitor.state.sqlite import SqliteStore
 
 T0 = datetime(2024, 3, 1, 9, 30, tzinfo=UTC)
@@ -318,6 +320,18 @@ def test_lock_is_free_after_the_block(store: StateStore) -> None:
     assert entered == ["first", "second"]
 
 
+def test_a_released_lock_is_free_to_a_clock_behind_the_releasing_one(store: StateStore) -> None:
+    """Another host's clock may run behind, and a released lock must not wait for it."""
+    import time_machine
+
+    later = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    with time_machine.travel(later, tick=False), store.lock("first", timedelta(hours=2)):
+        pass
+    earlier = time_machine.travel(later - timedelta(minutes=5), tick=False)
+    with earlier, store.lock("second", timedelta(hours=2)) as token:
+        assert token >= 2
+
+
 def test_lock_is_released_when_the_block_raises(store: StateStore) -> None:
     with pytest.raises(RuntimeError, match="boom"), store.lock("crashing run", timedelta(hours=2)):
         raise RuntimeError("boom")
@@ -377,6 +391,68 @@ def test_two_clients_of_one_storage_share_state_and_audit(
     one.append(event(1, state.key, "shared"))
     assert two.get_states([state.key]) == {state.key: state}
     assert [e.name for e in two.events()] == ["shared"]
+
+
+# -- notices still owed to owners ---------------------------------------------------------------
+
+
+def notice(resource_id: str, at: datetime, **changes: Any) -> PendingNotice:
+    base = PendingNotice(
+        key=key_of(resource_id),
+        stage="stop",
+        owner="bob@example.com",
+        created_at=at,
+        attempts=1,
+        payload={"name": resource_id, "monthly_cost_usd": 1234.5, "nested": {"a": [1, "two"]}},
+    )
+    return replace(base, **changes)
+
+
+def test_no_pending_notices_at_first(store: StateStore) -> None:
+    assert store.pending_notices() == []
+
+
+def test_pending_notices_round_trip_oldest_first_tz_aware(store: StateStore) -> None:
+    later = notice("i-late", T0 + timedelta(days=2), owner=None, attempts=0)
+    plus_two = timezone(timedelta(hours=2))
+    early = notice("i-early", T0.astimezone(plus_two))
+    store.put_notices([later, early])
+    got = store.pending_notices()
+    assert [n.key for n in got] == [early.key, later.key]
+    assert got[0] == replace(early, created_at=T0)
+    assert got[0].created_at.utcoffset() == timedelta(0)
+    assert got[1] == later
+
+
+def test_a_pending_notice_is_replaced_by_key(store: StateStore) -> None:
+    store.put_notices([notice("i-1", T0)])
+    store.put_notices([notice("i-1", T0, attempts=3, payload={"name": "renamed"})])
+    (only,) = store.pending_notices()
+    assert (only.attempts, only.payload) == (3, {"name": "renamed"})
+
+
+def test_delete_notices_removes_only_those_keys(store: StateStore) -> None:
+    store.put_notices([notice(f"i-{n}", T0 + timedelta(minutes=n)) for n in range(3)])
+    store.delete_notices([key_of("i-0"), key_of("i-2"), key_of("i-unknown")])
+    assert [n.key for n in store.pending_notices()] == [key_of("i-1")]
+    store.delete_notices([])
+    store.put_notices([])
+    assert len(store.pending_notices()) == 1
+
+
+def test_pending_notices_of_1200_keys_delete_across_chunks(store: StateStore) -> None:
+    keys = [f"i-{n:05d}" for n in range(1200)]
+    store.put_notices(notice(k, T0) for k in keys)
+    assert len(store.pending_notices()) == 1200
+    store.delete_notices(key_of(k) for k in keys[:1100])
+    assert [n.key for n in store.pending_notices()] == [key_of(k) for k in keys[1100:]]
+
+
+def test_pending_notices_survive_reopening(opener: Callable[[], StateStore]) -> None:
+    one = opener()
+    one.put_notices([notice("i-kept", T0)])
+    two = opener()
+    assert [n.key for n in two.pending_notices()] == [key_of("i-kept")]
 
 
 # -- opening a store by URL --------------------------------------------------------------------

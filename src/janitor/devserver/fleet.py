@@ -132,6 +132,79 @@ def _daily(
     return points
 
 
+def _days_after(since: datetime, until: datetime) -> list[datetime]:
+    """Noon of each day after `since`'s last published noon, up to `until`."""
+    day = since.replace(hour=12, minute=0, second=0, microsecond=0)
+    if day > since:
+        day -= timedelta(days=1)
+    out = []
+    day += timedelta(days=1)
+    while day <= until:
+        out.append(day)
+        day += timedelta(days=1)
+    return out
+
+
+def advance_fleet(server: AwsDevServer, fleet: Fleet, seeded_at: datetime, until: datetime) -> int:
+    """The story goes on: publish the daily metrics of the days from `seeded_at` to `until`.
+
+    Busy resources stay busy, idle ones stay idle (CloudWatch keeps receiving their zeros),
+    as if the fleet had lived on since it was seeded at `seeded_at`. Call it with the process
+    clock at `until` or later (timestamps in the future are not what CloudWatch accepts).
+    Returns the number of datapoints published.
+    """
+    days = _days_after(seeded_at, until)
+    if not days:
+        return 0
+    env = server.env(fleet.region)
+    session = boto3.Session(
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        region_name=fleet.region,
+    )
+    make: Any = session.client
+    cloudwatch = make("cloudwatch", endpoint_url=server.url)
+    ec2 = make("ec2", endpoint_url=server.url)
+    published = 0
+
+    def put(namespace: str, metric: str, dims: dict[str, str], value: float) -> None:
+        nonlocal published
+        put_daily_metric(cloudwatch, namespace, metric, dims, [(d, value) for d in days])
+        published += len(days)
+
+    for ep in fleet.endpoints:
+        if ep.metrics:
+            for variant, _, _ in ep.variants:
+                value = 1800.0 if ep.idle_days is None else 0.0
+                dims = {"EndpointName": ep.name, "VariantName": variant}
+                put("AWS/SageMaker", "Invocations", dims, value)
+    ids = {
+        tag["Value"]: instance["InstanceId"]
+        for reservation in ec2.describe_instances()["Reservations"]
+        for instance in reservation["Instances"]
+        for tag in instance.get("Tags", [])
+        if tag["Key"] == "Name"
+    }
+    for gi in fleet.gpu_instances:
+        instance_id = ids.get(gi.name)
+        if instance_id is None:
+            continue
+        busy = gi.idle_days is None
+        if gi.gpus:
+            for index in range(gi.gpus):
+                dims = {
+                    "InstanceId": instance_id,
+                    "index": str(index),
+                    "name": "Tesla V100-SXM2-16GB",
+                }
+                put("CWAgent", "nvidia_smi_utilization_gpu", dims, 87.0 if busy else 0.0)
+        else:
+            put("AWS/EC2", "CPUUtilization", {"InstanceId": instance_id}, 71.0 if busy else 1.5)
+            for metric in ("NetworkIn", "NetworkOut"):
+                put("AWS/EC2", metric, {"InstanceId": instance_id}, 9e9 if busy else 2e5)
+    return published
+
+
 def seed_fleet(server: AwsDevServer, fleet: Fleet, now: datetime | None = None) -> None:
     now = now or datetime.now(UTC)
     env = server.env(fleet.region)

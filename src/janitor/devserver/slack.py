@@ -145,7 +145,7 @@ class _Reply:
 
 @dataclass(frozen=True, slots=True)
 class _Fault:
-    kind: str  # "ratelimited" | "fail"
+    kind: str  # "ratelimited" | "fail" | "pass" (answered normally: fail after N successes)
     error: str
     retry_after: int = 1
 
@@ -284,9 +284,13 @@ class SlackDevServer(BackgroundServer["ThreadingHTTPServer"]):
         """The next `times` calls of `method` answer 429 + Retry-After, error `ratelimited`."""
         self._add_faults(method, times, _Fault("ratelimited", "ratelimited", retry_after))
 
-    def fail(self, method: str, error: str, times: int = 1) -> None:
+    def fail(self, method: str, error: str, times: int = 1, *, after: int = 0) -> None:
         """The next `times` calls of `method` answer `{"ok": false, "error": error}` (HTTP 200;
-        for the webhook, the status Slack uses for that code)."""
+        for the webhook, the status Slack uses for that code). `after`: answer that many calls
+        normally first (e.g. the second message of a digest fails, the first gets through)."""
+        if after < 0:
+            raise ValueError("after must be >= 0")
+        self._add_faults(method, after, _Fault("pass", ""))
         self._add_faults(method, times, _Fault("fail", error))
 
     def outage(self, on: bool = True, status: int = 503) -> None:
@@ -355,8 +359,9 @@ class SlackDevServer(BackgroundServer["ThreadingHTTPServer"]):
             return _error("not_authed")
         if token != self._token:
             return _error("invalid_auth")
-        if pending:
-            return _error(pending.popleft().error)
+        taken = pending.popleft() if pending else None
+        if taken is not None and taken.kind != "pass":
+            return _error(taken.error)
         try:
             answer = self._methods[method](params)
         except _SlackError as exc:
@@ -386,7 +391,7 @@ class SlackDevServer(BackgroundServer["ThreadingHTTPServer"]):
                         "rate_limited",
                         headers=(("Retry-After", str(fault.retry_after)),),
                     )
-                elif fault is not None:
+                elif fault is not None and fault.kind != "pass":
                     reply = _text(_WEBHOOK_STATUS.get(fault.error, 400), fault.error)
                 else:
                     problem = problem or _webhook_problem(params)

@@ -28,13 +28,33 @@ class Digest:
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
+    """What a notifier answers for one digest.
+
+    `ok` only when every part of the digest was confirmed. `delivered`: the resource keys of
+    the items the destination confirmed, when the notifier knows them per item (a digest split
+    into several messages may get through in part); None means all of them when `ok`, none
+    otherwise.
+    """
+
     ok: bool
     destination: str  # where it went (or was meant to go)
     detail: str = ""
+    delivered: frozenset[str] | None = None
+
+    def delivered_keys(self, digest: Digest) -> frozenset[str]:
+        """The keys of `digest`'s items that reached their destination."""
+        if self.delivered is not None:
+            return self.delivered
+        if self.ok:
+            return frozenset(item.finding.resource.ref.key for item in digest.items)
+        return frozenset()
 
 
 class Notifier(Protocol):
     name: str
+    # True when a delivered digest reaches the owner (a Slack DM, a channel). Only then does a
+    # delivered notice or warning count, and only a counted warning can ever lead to a stop.
+    reaches_people: bool
 
     def prepare(self, owners: Iterable[str | None]) -> None:
         """Called once per run with every owner about to get a digest (bulk look-ups)."""

@@ -6,7 +6,10 @@ Configuration comes from the environment (secrets never live in the policy file)
 - JANITOR_SLACK_FALLBACK_CHANNEL: where resources go whose owner cannot be reached;
 - JANITOR_SLACK_WEBHOOK_URL: incoming-webhook mode for teams without a bot (channel only).
 
-A digest counts as delivered only when Slack answered `ok: true` for every part of it.
+A digest counts as delivered only when Slack answered `ok: true` for every part of it. A digest
+split into several messages (Slack's 50-block limit) that got through in part reports, per item,
+which resources were in the confirmed messages: those count as delivered, the rest are sent again
+on the next run.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from janitor.notify.base import Delivery, Digest
-from janitor.notify.slack_blocks import SlackMessage, digest_messages, summary_messages
+from janitor.notify.slack_blocks import SlackMessage, digest_messages, item_text, summary_messages
 
 if TYPE_CHECKING:
     from slack_sdk import WebClient
@@ -266,6 +269,23 @@ class OwnerDirectory:
         return Recipient(str(user["id"]), _zone(user.get("tz")))
 
 
+def _items_per_message(
+    digest: Digest, messages: list[SlackMessage], zone: tzinfo
+) -> list[frozenset[str]]:
+    """For each message, the keys of the digest items whose section it carries."""
+    by_text: dict[str, set[str]] = {}
+    for item in digest.items:
+        by_text.setdefault(item_text(item, zone), set()).add(item.finding.resource.ref.key)
+    out = []
+    for message in messages:
+        keys: set[str] = set()
+        for block in message.blocks:
+            text = (block.get("text") or {}).get("text") if block.get("type") == "section" else None
+            keys |= by_text.get(text, set()) if isinstance(text, str) else set()
+        out.append(frozenset(keys))
+    return out
+
+
 def web_client(settings: SlackSettings) -> WebClient:
     from slack_sdk import WebClient
 
@@ -286,6 +306,7 @@ class SlackNotifier:
     """Bot-token mode: DMs to owners, the fallback channel for the rest."""
 
     name = "slack"
+    reaches_people = True
 
     def __init__(
         self,
@@ -324,23 +345,41 @@ class SlackNotifier:
         messages = digest_messages(
             digest, zone=recipient.zone, exempt_tag=self._exempt_tag, note=note
         )
-        return self._post(channel, messages)
+        return self._post(channel, messages, _items_per_message(digest, messages, recipient.zone))
 
-    def _post(self, channel: str, messages: list[SlackMessage]) -> Delivery:
+    def _post(
+        self,
+        channel: str,
+        messages: list[SlackMessage],
+        items: list[frozenset[str]] | None = None,
+    ) -> Delivery:
+        """Post the messages in order; stop at the first one Slack does not confirm.
+
+        `items`: the resource keys each message carries; the answer names those confirmed.
+        """
         from slack_sdk.errors import SlackApiError
 
-        for message in messages:
+        confirmed: frozenset[str] = frozenset()
+        for index, message in enumerate(messages):
+            problem = None
             try:
                 answer = self._client.chat_postMessage(
                     channel=channel, text=message.text, blocks=message.blocks
                 )
             except SlackApiError as exc:
-                return Delivery(False, channel, f"chat.postMessage: {_error(exc)}")
+                problem = f"chat.postMessage: {_error(exc)}"
             except OSError as exc:  # unreachable after the retries
-                return Delivery(False, channel, f"chat.postMessage: {_network_error(exc)}")
-            if not answer.get("ok"):
-                return Delivery(False, channel, f"chat.postMessage: {answer.get('error')}")
+                problem = f"chat.postMessage: {_network_error(exc)}"
+            else:
+                if not answer.get("ok"):
+                    problem = f"chat.postMessage: {answer.get('error')}"
+            if problem is not None:
+                if len(messages) > 1:
+                    problem += f" (message {index + 1} of {len(messages)})"
+                return Delivery(False, channel, problem, confirmed if items else None)
             self.sent.append((channel, message))
+            if items:
+                confirmed |= items[index]
         return Delivery(True, f"slack:{channel}")
 
     def summarize(self, lines: list[str], figures: Mapping[str, str]) -> Delivery | None:
@@ -353,6 +392,7 @@ class SlackWebhookNotifier:
     """Incoming-webhook mode: every digest to the webhook's channel, no DMs, no lookups."""
 
     name = "slack-webhook"
+    reaches_people = True
 
     def __init__(self, client: WebhookClient, *, exempt_tag: str = "janitor-exempt") -> None:
         self._client = client
@@ -364,16 +404,26 @@ class SlackWebhookNotifier:
     def deliver(self, digest: Digest) -> Delivery:
         note = f"Owner: {digest.owner}" if digest.owner else "No owner tag."
         messages = digest_messages(digest, zone=UTC, exempt_tag=self._exempt_tag, note=note)
-        return self._post(messages)
+        return self._post(messages, _items_per_message(digest, messages, UTC))
 
-    def _post(self, messages: list[SlackMessage]) -> Delivery:
-        for message in messages:
+    def _post(
+        self, messages: list[SlackMessage], items: list[frozenset[str]] | None = None
+    ) -> Delivery:
+        confirmed: frozenset[str] = frozenset()
+        for index, message in enumerate(messages):
             try:
                 answer = self._client.send(text=message.text, blocks=message.blocks)
             except OSError as exc:
-                return Delivery(False, "slack-webhook", _network_error(exc))
-            if answer.status_code != 200:
-                return Delivery(False, "slack-webhook", f"HTTP {answer.status_code}: {answer.body}")
+                problem = _network_error(exc)
+            else:
+                if answer.status_code == 200:
+                    if items:
+                        confirmed |= items[index]
+                    continue
+                problem = f"HTTP {answer.status_code}: {answer.body}"
+            if len(messages) > 1:
+                problem += f" (message {index + 1} of {len(messages)})"
+            return Delivery(False, "slack-webhook", problem, confirmed if items else None)
         return Delivery(True, "slack-webhook")
 
     def summarize(self, lines: list[str], figures: Mapping[str, str]) -> Delivery | None:

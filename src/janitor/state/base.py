@@ -1,4 +1,5 @@
-"""The state store contract: lifecycle state per resource, an append-only audit log, a run lock.
+"""The state store contract: lifecycle state per resource, an append-only audit log, a run lock,
+and the notices still owed to owners (a stop notice that could not be delivered yet).
 
 The run lock is a lease with a fencing token: `lock` yields a token that grows with every
 acquisition; the holder renews the lease with that token while it runs, and a renewal that
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -45,6 +47,23 @@ def intent_run(run_id: str, detail: Mapping[str, Any]) -> str:
     return str(detail.get("intent_run_id") or run_id)
 
 
+@dataclass(frozen=True, slots=True)
+class PendingNotice:
+    """A message an owner is owed and has not received yet, kept until it gets through.
+
+    One per resource key (a newer notice for the same resource replaces the older one).
+    `payload` is JSON-serialisable: what the message needs to be written again (the pipeline
+    decides its shape; the store keeps it as is).
+    """
+
+    key: str  # the resource key
+    stage: str  # the digest stage, e.g. "stop"
+    owner: str | None
+    created_at: datetime  # when the event it tells of happened (the stop)
+    attempts: int = 0  # deliveries tried and failed so far
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
 class StateStore(Protocol):
     def get_states(self, keys: Iterable[str]) -> dict[str, LifecycleState]: ...
 
@@ -62,6 +81,18 @@ class StateStore(Protocol):
 
     def events(self, *, match: str | None = None, limit: int = 200) -> list[AuditEvent]:
         """Newest first. `match`: a resource name, an id, or a substring of the key."""
+        ...
+
+    def put_notices(self, notices: Iterable[PendingNotice]) -> None:
+        """Keep these notices (insert, or replace the one with the same key)."""
+        ...
+
+    def pending_notices(self) -> list[PendingNotice]:
+        """Every notice still owed, oldest first."""
+        ...
+
+    def delete_notices(self, keys: Iterable[str]) -> None:
+        """Forget the notices of these resource keys (delivered); unknown keys are ignored."""
         ...
 
     def stop_events(self, query: str, *, limit: int = 1000) -> list[AuditEvent]:

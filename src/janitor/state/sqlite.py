@@ -16,6 +16,7 @@ from janitor.state.base import (
     OUTCOME_EVENTS,
     STOP_EVENTS,
     LockHeld,
+    PendingNotice,
     intent_run,
     iter_chunks,
     matches,
@@ -48,6 +49,14 @@ CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TABLE IF NOT EXISTS pending_notice (
+    key TEXT PRIMARY KEY,
+    stage TEXT NOT NULL,
+    owner TEXT,
+    created_at TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    payload TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS run_lock (
     name TEXT PRIMARY KEY,
     holder TEXT NOT NULL,
@@ -75,6 +84,9 @@ CREATE INDEX IF NOT EXISTS stop_index_id ON stop_index(resource_id);
 CREATE INDEX IF NOT EXISTS stop_index_event ON stop_index(event);
 """
 _STOP_EVENT_MARKS = ",".join("?" * len(STOP_EVENTS))
+
+
+_RELEASED = datetime(1970, 1, 1, tzinfo=UTC)  # a released lock's expiry
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -275,6 +287,53 @@ class SqliteStore:
                 break
         return out
 
+    def put_notices(self, notices: Iterable[PendingNotice]) -> None:
+        rows = [
+            (
+                n.key,
+                n.stage,
+                n.owner,
+                _ts(n.created_at),
+                n.attempts,
+                json.dumps(dict(n.payload), default=str, sort_keys=True),
+            )
+            for n in notices
+        ]
+        with self._mutex:
+            self._conn.execute("BEGIN")
+            try:
+                self._conn.executemany(
+                    "INSERT OR REPLACE INTO pending_notice VALUES (?, ?, ?, ?, ?, ?)", rows
+                )
+            except sqlite3.Error:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def pending_notices(self) -> list[PendingNotice]:
+        with self._mutex:
+            rows = self._conn.execute(
+                "SELECT key, stage, owner, created_at, attempts, payload FROM pending_notice"
+                " ORDER BY created_at, key"
+            ).fetchall()
+        return [
+            PendingNotice(
+                key=row[0],
+                stage=row[1],
+                owner=row[2],
+                created_at=_must_dt(row[3]),
+                attempts=row[4],
+                payload=json.loads(row[5]),
+            )
+            for row in rows
+        ]
+
+    def delete_notices(self, keys: Iterable[str]) -> None:
+        with self._mutex:
+            for chunk in iter_chunks(keys, 500):
+                marks = ",".join("?" * len(chunk))
+                self._conn.execute(f"DELETE FROM pending_notice WHERE key IN ({marks})", chunk)
+
     @contextmanager
     def lock(self, holder: str, ttl: timedelta) -> Iterator[int]:
         now = datetime.now(UTC)
@@ -297,9 +356,11 @@ class SqliteStore:
             yield token
         finally:
             with self._mutex:
+                # Expired for any clock: a next run must not wait on clock skew (another host's,
+                # or a process clock that was moved back).
                 self._conn.execute(
-                    "UPDATE run_lock SET expires_at = acquired_at WHERE name = 'run' AND token = ?",
-                    (token,),
+                    "UPDATE run_lock SET expires_at = ? WHERE name = 'run' AND token = ?",
+                    (_ts(_RELEASED), token),
                 )
 
     def renew_lock(self, token: int, ttl: timedelta) -> bool:

@@ -250,3 +250,77 @@ def test_the_token_never_shows_in_settings_or_logs(
     assert SLACK_TOKEN not in repr(settings)
     assert SLACK_TOKEN not in caplog.text
     assert "chat.postMessage" in caplog.text, "the SDK's debug logs were captured"
+
+
+# -- a digest split into several messages, delivered in part -----------------------------------
+
+
+def _names_in(server: SlackDevServer, count: int) -> list[set[str]]:
+    """For each of the first `count` requests to chat.postMessage: the names it showed."""
+    shown = []
+    for m in [r for r in server.received if r.method == "chat.postMessage"][:count]:
+        text = json.dumps(m.params.get("blocks"))
+        shown.append({f"box-{i:02d}" for i in range(60) if f"*box-{i:02d}*" in text})
+    return shown
+
+
+def test_a_split_digest_delivered_in_part_names_the_items_that_got_through(
+    slack_server: SlackDevServer, settings: SlackSettings
+) -> None:
+    big = digest("alice@example.com", *(f"box-{i:02d}" for i in range(60)))  # > 50 blocks
+    slack_server.fail("chat.postMessage", "channel_not_found", after=1)
+
+    result = notifier(settings).deliver(big)
+
+    assert result.ok is False
+    assert "message 2 of 2" in result.detail
+    first, second = _names_in(slack_server, 2)
+    assert first
+    assert second
+    assert not first & second
+    assert result.delivered == frozenset(f"aws.ec2-gpu|123456789012|us-east-1|i-{n}" for n in first)
+    assert result.delivered_keys(big) == result.delivered
+
+
+def test_a_split_digest_delivered_whole_counts_every_item(
+    slack_server: SlackDevServer, settings: SlackSettings
+) -> None:
+    big = digest("alice@example.com", *(f"box-{i:02d}" for i in range(60)))
+    result = notifier(settings).deliver(big)
+    assert result.ok, result.detail
+    assert slack_server.calls["chat.postMessage"] == 2
+    assert len(result.delivered_keys(big)) == 60
+
+
+def test_a_split_digest_whose_first_message_fails_delivers_nothing(
+    slack_server: SlackDevServer, settings: SlackSettings
+) -> None:
+    big = digest("alice@example.com", *(f"box-{i:02d}" for i in range(60)))
+    slack_server.fail("chat.postMessage", "channel_not_found")
+    result = notifier(settings).deliver(big)
+    assert result.ok is False
+    assert result.delivered_keys(big) == frozenset()
+    assert slack_server.calls["chat.postMessage"] == 1, "the rest waits for the next run"
+
+
+def test_webhook_split_digest_delivered_in_part(slack_server: SlackDevServer) -> None:
+    big = digest("alice@example.com", *(f"box-{i:02d}" for i in range(60)))
+    slack_server.fail("webhook", "invalid_payload", after=1)
+    result = SlackWebhookNotifier(WebhookClient(slack_server.webhook_url)).deliver(big)
+    assert result.ok is False
+    (first,) = slack_server.webhooks()  # the second was refused
+    assert slack_server.calls["webhook"] == 2
+    shown = json.dumps(first.params.get("blocks"))
+    expected = {
+        i.finding.resource.ref.key for i in big.items if f"*{i.finding.resource.name}*" in shown
+    }
+    assert expected
+    assert result.delivered == frozenset(expected)
+    assert len(expected) < 60
+
+
+def test_slack_notifiers_reach_people(
+    slack_server: SlackDevServer, settings: SlackSettings
+) -> None:
+    assert notifier(settings).reaches_people is True
+    assert SlackWebhookNotifier(WebhookClient(slack_server.webhook_url)).reaches_people is True
