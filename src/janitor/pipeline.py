@@ -7,6 +7,7 @@ dry run never reaches it: it stops at the report of what would be done.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -35,13 +36,15 @@ from janitor.model import (
     Verdict,
     Window,
 )
-from janitor.notify.base import Digest, Notifier
+from janitor.notify.base import Delivery, Digest, Notifier
 from janitor.notify.pending import STOP_STAGE, notice_finding, stop_notice
 from janitor.notify.render import build_digests, digest_stage
 from janitor.policy import Policy, Rule
 from janitor.pricing import monthly_cost_usd
 from janitor.report import RunReport
 from janitor.state.base import OUTCOME_EVENTS, LockLost, StateStore, intent_run
+
+log = logging.getLogger("janitor")
 
 Progress = Callable[[int, int, str], None]
 
@@ -85,6 +88,7 @@ class Evaluation:
     skipped: list[str]
     errors: list[ScopeError]
     priors: dict[str, LifecycleState]
+    read_at: datetime = field(default_factory=lambda: _wall_now())  # wall clock of the reads
 
     @property
     def findings(self) -> list[Finding]:
@@ -124,7 +128,8 @@ def evaluate(
     errors: list[ScopeError] = []
     if tasks is None:
         tasks, skipped, errors = discover(policy)
-    evidence_until = min(now, _wall_now())
+    read_at = _wall_now()
+    evidence_until = min(now, read_at)
     results: list[TaskResult] = []
     workers = max(1, min(policy.aws.max_concurrency, len(tasks)))
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="janitor-scan")
@@ -150,7 +155,7 @@ def evaluate(
         result.findings, failed = _decide_all(result, priors, now)
         if failed is not None:
             errors.append(failed)
-    return Evaluation(now, evidence_until, results, skipped, errors, priors)
+    return Evaluation(now, evidence_until, results, skipped, errors, priors, read_at)
 
 
 def _scan_task(task: Task, evidence_until: datetime) -> TaskResult:
@@ -451,8 +456,11 @@ def _execute(
     # A run that had nothing to say sends nothing (a second run the same day is silent).
     summary = None
     if digests or lines:
-        with interrupts.interruptible():
-            summary = notifier.summarize(lines, run_figures(report))
+        try:
+            with interrupts.interruptible():
+                summary = notifier.summarize(lines, run_figures(report))
+        except Exception as exc:  # noqa: BLE001 - the summary is a delivery like any other
+            summary = Delivery(False, "summary", _notifier_failure(notifier, exc, "the summary"))
     if summary is not None:
         if not summary.ok:
             delivery_failures.append(f"run summary: not delivered ({summary.detail})")
@@ -484,6 +492,14 @@ STOPS_HELD = (
     "JANITOR_SLACK_WEBHOOK_URL; or, to stop without messages, put "
     "`notifier: {{type: console, counts_as_delivery: true}}` in the policy)"
 )
+
+
+def _notifier_failure(notifier: Notifier, exc: Exception, what: str) -> str:
+    """One line for the report; the traceback goes to the log. An exception from a notifier
+    (a garbled answer, a client bug) is a failed delivery: the run goes on, and exits 1."""
+    log.warning("the %s notifier raised while %s", notifier.name, what, exc_info=exc)
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"the {notifier.name} notifier failed: {type(exc).__name__}: {first}".rstrip(": ")
 
 
 def held_notes(notifier: Notifier) -> list[str]:
@@ -530,11 +546,18 @@ def deliver_digests(
     stopped_at = {n.key: n.created_at for n in owed}
     digests = build_digests([*findings, *(notice_finding(n) for n in owed)], now)
     out = Delivered(set(), [], [], digests)
-    with interrupts.interruptible():
-        notifier.prepare([d.owner for d in digests])
-    for digest in digests:
+    try:
         with interrupts.interruptible():
-            sent = notifier.deliver(digest)
+            notifier.prepare([d.owner for d in digests])
+    except Exception as exc:  # noqa: BLE001 - each digest's delivery says what came of it
+        _notifier_failure(notifier, exc, "preparing the digests")
+    for digest in digests:
+        try:
+            with interrupts.interruptible():
+                sent = notifier.deliver(digest)
+        except Exception as exc:  # noqa: BLE001 - a notifier that raises did not deliver
+            detail = _notifier_failure(notifier, exc, f"delivering to {digest.owner}")
+            sent = Delivery(False, digest.owner or "fallback", detail)
         got = sent.delivered_keys(digest) if notifier.reaches_people else frozenset()
         out.keys |= got
         names = ", ".join(f"{i.stage.value} {i.finding.resource.name}" for i in digest.items)
@@ -644,7 +667,8 @@ def _stop_group(
     task = result.task
     rule = task.rule
     resources: list[Resource] = [f.resource for f in findings]
-    until = min(now, _wall_now())
+    # Evidence up to this moment: a long run re-reads what happened since its scan began.
+    until = ev.evidence_until + max(_wall_now() - ev.read_at, timedelta(0))
     window = Window.ending(until, rule.lookback)
     try:
         fresh = handlers.probe.usage(resources, window, until)

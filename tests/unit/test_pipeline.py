@@ -569,6 +569,57 @@ def stop_day_setup(store: SqliteStore, *boxes: Resource) -> None:
         )
 
 
+def test_the_recheck_reads_evidence_up_to_the_moment_of_the_stop(store: SqliteStore) -> None:
+    import time_machine
+
+    box = gpu_box("train-box")
+    stop_day_setup(store, box)
+    cloud, notifier = InMemoryScope(box), FakeNotifier()
+    with time_machine.travel(day(60), tick=False) as clock:
+
+        def a_long_scan(resource: Resource) -> Verdict:
+            clock.shift(timedelta(hours=3))  # the rest of the run's scopes take three hours
+            return idle_since_creation(resource)
+
+        cloud.probe.queued = [a_long_scan, idle_since_creation]
+        report = run_at(60, [cloud], store, notifier)
+
+    (_, _, scanned_until), (_, recheck_window, rechecked_until) = cloud.probe.calls
+    assert scanned_until == day(60)
+    assert rechecked_until == recheck_window.end == day(60) + timedelta(hours=3)
+    assert finding(report, "train-box").outcome is StopOutcome.STOPPED
+
+
+class TaggedMeanwhile(FakeStopper):
+    """The cloud as `plan` reads it right before the stop: the owner tagged it during the run."""
+
+    def __init__(self, tags: Mapping[str, str]) -> None:
+        super().__init__()
+        self.tags = tags
+
+    def plan(self, resource: Resource) -> StopPlan:
+        return super().plan(replace(resource, tags={**resource.tags, **self.tags}))
+
+
+@pytest.mark.parametrize(
+    "tags", [{"janitor-exempt": "true"}, {"Janitor-Exempt": ""}], ids=["true", "empty-any-case"]
+)
+def test_an_exempt_tag_added_during_the_run_is_honoured(
+    store: SqliteStore, tags: Mapping[str, str]
+) -> None:
+    box = gpu_box("train-box")
+    stop_day_setup(store, box)
+    cloud = InMemoryScope(box, stopper=TaggedMeanwhile(tags))
+
+    report = run_at(60, [cloud], store, FakeNotifier())
+
+    f = finding(report, "train-box")
+    assert f.decision.action is Action.STOP  # the scan saw no tag
+    assert f.outcome is StopOutcome.STILL_ACTIVE
+    assert "exempt" in f.outcome_message
+    assert cloud.stopper.stopped == []
+
+
 @pytest.mark.parametrize(
     "recheck",
     [busy, unknown, no_verdict, denied("GetMetricData")],

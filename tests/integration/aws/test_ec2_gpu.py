@@ -421,6 +421,18 @@ def test_300_instances_with_4_gpus_take_ceil_1200_over_500_metric_calls(env: Env
 # --- stop and restore -----------------------------------------------------------------------
 
 
+def test_plan_reads_the_tags_as_they_are_now(env: Env) -> None:
+    (iid,) = env.launch("g5.xlarge", tags={"Name": "trainer"})
+    resource = env.scan()[iid]
+    env.ec2.create_tags(Resources=[iid], Tags=[{"Key": "janitor-exempt", "Value": "true"}])
+
+    plan = env.handlers.stopper.plan(resource)
+
+    assert plan.refusal is None
+    assert plan.resource.tags == {"Name": "trainer", "janitor-exempt": "true"}
+    assert env.state(iid) == "running"  # planning changes nothing
+
+
 def test_stop_then_restore_round_trip(env: Env) -> None:
     (iid,) = env.launch("g5.xlarge", tags={"Name": "trainer"})
     resource = env.scan()[iid]

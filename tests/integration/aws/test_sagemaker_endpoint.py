@@ -852,6 +852,19 @@ def test_stop_records_the_recipe_then_deletes_the_endpoint(
     assert calls["sagemaker.DeleteEndpointConfig"] == 0
 
 
+def test_plan_reads_the_tags_as_they_are_now(scope: ScopeFactory, aws_env: AwsDevServer) -> None:
+    sagemaker = scope().client("sagemaker")
+    arn = make_endpoint(sagemaker, "ep", tags={"owner": "ann"})
+    [found] = list(handlers(scope).scanner.scan())
+    sagemaker.add_tags(ResourceArn=arn, Tags=[{"Key": "janitor-exempt", "Value": "2099-01-01"}])
+
+    plan = handlers(scope).stopper.plan(found)
+
+    assert plan.refusal is None
+    assert plan.resource.tags == {"owner": "ann", "janitor-exempt": "2099-01-01"}
+    assert aws_env.calls["sagemaker.DeleteEndpoint"] == 0
+
+
 def test_stop_of_a_missing_endpoint_is_not_found(
     scope: ScopeFactory, aws_env: AwsDevServer
 ) -> None:

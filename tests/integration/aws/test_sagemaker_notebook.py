@@ -280,6 +280,19 @@ def test_unreadable_cloudtrail_makes_every_notebook_unknown(env: Env, code: str,
 # --- stop and restore -----------------------------------------------------------------------
 
 
+def test_plan_reads_the_tags_as_they_are_now(env: Env) -> None:
+    env.create("nb", instance_type="ml.p2.xlarge")
+    resource = env.scan()["nb"]
+    arn = env.sagemaker.describe_notebook_instance(NotebookInstanceName="nb")["NotebookInstanceArn"]
+    env.sagemaker.add_tags(ResourceArn=arn, Tags=[{"Key": "janitor-exempt", "Value": ""}])
+
+    plan = env.handlers.stopper.plan(resource)
+
+    assert plan.refusal is None
+    assert plan.resource.tags.get("janitor-exempt") == ""
+    assert env.status("nb") == "InService"  # planning changes nothing
+
+
 def test_stop_then_restore_round_trip(env: Env) -> None:
     env.create("nb", instance_type="ml.p2.xlarge")
     resource = env.scan()["nb"]
