@@ -863,7 +863,11 @@ def reconcile(
         except Exception as exc:  # noqa: BLE001 - the intent stays open for the next run
             from janitor.clouds.errors import failure_message
 
-            message = failure_message(exc, f"reconciling {intent.name}")
+            why: str | None = failure_message(exc, f"reconciling {intent.name}")
+        else:
+            failed = plan.refusal is not None and plan.refusal.outcome is StopOutcome.FAILED
+            why = plan.refusal.message if failed and plan.refusal else None
+        if why is not None:
             errors.append(
                 ScopeError(
                     cloud,
@@ -871,25 +875,12 @@ def reconcile(
                     region,
                     kind,
                     f"{intent.name}: cannot tell whether the interrupted stop of "
-                    f"{intent.at:%Y-%m-%d %H:%M} UTC happened: {message}",
+                    f"{intent.at:%Y-%m-%d %H:%M} UTC happened: {why}",
                 )
             )
             unsettled.add(intent.key)
             continue
         refusal = plan.refusal
-        if refusal is not None and refusal.outcome is StopOutcome.FAILED:
-            errors.append(
-                ScopeError(
-                    cloud,
-                    scope,
-                    region,
-                    kind,
-                    f"{intent.name}: cannot tell whether the interrupted stop of "
-                    f"{intent.at:%Y-%m-%d %H:%M} UTC happened: {refusal.message}",
-                )
-            )
-            unsettled.add(intent.key)
-            continue
         gone = refusal is not None and refusal.outcome in (
             StopOutcome.NOT_FOUND,
             StopOutcome.ALREADY_STOPPED,
