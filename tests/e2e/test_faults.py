@@ -171,6 +171,14 @@ def test_sigterm_while_slack_is_rate_limited_records_the_stop_and_releases_the_l
 # -- SIGKILL between the stop call and its record -----------------------------------------------
 
 
+def serve(handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
+    """A local HTTP server on a free loopback port, serving from a daemon thread."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
 class HoldingProxy:
     """Forwards to the AWS emulator; a StopNotebookInstance is carried out there, but its
     answer is held back (the process that sent it is killed while it waits)."""
@@ -214,9 +222,7 @@ class HoldingProxy:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = serve(Handler)
 
     @property
     def url(self) -> str:
@@ -288,9 +294,7 @@ class GarbledSlack:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = serve(Handler)
 
     @property
     def url(self) -> str:

@@ -299,10 +299,8 @@ def test_the_store_failing_after_the_stop_leaves_a_restorable_intent_reconciled_
     assert restore(store, "train-box", cloud, at=62) == f"started {box.ref.id}"
 
 
-def test_restore_accepts_an_intent_whose_outcome_is_missing(store: SqliteStore) -> None:
-    box = gpu_box("train-box")
-    stop_day_setup(store, box)
-    cloud, stopper = scope_with(store, box)
+def crash_after_the_intent(store: SqliteStore, cloud: InMemoryScope) -> None:
+    """A day-60 run whose store fails (disk full) right after the stop's intent is written."""
     failing = FailingStore(store)
     failing.allowed = 1
     with pytest.raises(sqlite3.OperationalError):
@@ -314,6 +312,13 @@ def test_restore_accepts_an_intent_whose_outcome_is_missing(store: SqliteStore) 
             apply=True,
             tasks=[cloud.task(make_policy())],
         )
+
+
+def test_restore_accepts_an_intent_whose_outcome_is_missing(store: SqliteStore) -> None:
+    box = gpu_box("train-box")
+    stop_day_setup(store, box)
+    cloud, stopper = scope_with(store, box)
+    crash_after_the_intent(store, cloud)
 
     assert restore(store, box.ref.id, cloud) == f"started {box.ref.id}"
     assert stopper.down == set()
@@ -333,17 +338,7 @@ def test_an_intent_that_cannot_be_checked_stays_open_and_is_an_error(
     box = gpu_box("train-box")
     stop_day_setup(store, box)
     cloud, stopper = scope_with(store, box)
-    failing = FailingStore(store)
-    failing.allowed = 1
-    with pytest.raises(sqlite3.OperationalError):
-        pipeline.run(
-            make_policy(),
-            now=day(60),
-            store=failing,
-            notifier=FakeNotifier(),
-            apply=True,
-            tasks=[cloud.task(make_policy())],
-        )
+    crash_after_the_intent(store, cloud)
 
     def unreadable(resource: Resource) -> StopPlan:
         raise denied("DescribeInstances")
