@@ -6,7 +6,6 @@ dry run never reaches it: it stops at the report of what would be done.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import uuid
@@ -18,7 +17,7 @@ from typing import Any
 
 from janitor import interrupts, lifecycle
 from janitor.clouds import registry
-from janitor.clouds.base import KindHandlers, RestoreFailed
+from janitor.clouds.base import KindHandlers, RestoreFailed, Task
 from janitor.journal import Journal, Lease
 from janitor.model import (
     Action,
@@ -39,7 +38,7 @@ from janitor.model import (
 from janitor.notify.base import Delivery, Digest, Notifier
 from janitor.notify.pending import STOP_STAGE, notice_finding, stop_notice
 from janitor.notify.render import build_digests, digest_stage
-from janitor.policy import Policy, Rule
+from janitor.policy import Policy
 from janitor.pricing import monthly_cost_usd
 from janitor.report import RunReport
 from janitor.state.base import OUTCOME_EVENTS, LockLost, StateStore, intent_run
@@ -48,28 +47,7 @@ log = logging.getLogger("janitor")
 
 Progress = Callable[[int, int, str], None]
 
-# cloud -> provider module: `tasks(policy)` and `restore_scope(info)`.
-_PROVIDERS: dict[Cloud, str] = {Cloud.AWS: "janitor.clouds.aws.provider"}
-
 LOCK_TTL = timedelta(hours=2)
-
-
-@dataclass(frozen=True)
-class Task:
-    """One rule in one scope (account x region, project, subscription)."""
-
-    rule: Rule
-    scope: Any  # the cloud's scope object (e.g. AwsScope), handed to the kind's factory
-    cloud: Cloud
-    scope_id: str
-    region: str
-    # Handlers to use instead of building the kind's own from `scope` (in-memory fakes in tests,
-    # or a caller that already holds them).
-    handlers: KindHandlers | None = field(default=None, compare=False)
-
-    @property
-    def label(self) -> str:
-        return f"{self.rule.kind} {self.scope_id}/{self.region}"
 
 
 @dataclass
@@ -100,7 +78,7 @@ def discover(policy: Policy) -> tuple[list[Task], list[str], list[ScopeError]]:
     skipped: list[str] = []
     errors: list[ScopeError] = []
     for cloud in sorted(policy.clouds()):
-        t, s, e = importlib.import_module(_PROVIDERS[cloud]).tasks(policy)
+        t, s, e = registry.provider(cloud).tasks(policy)
         tasks += t
         skipped += s
         errors += e
@@ -813,7 +791,7 @@ def _restore_handlers(recipe: Mapping[str, Any], policy: Policy) -> KindHandlers
     kind = str(recipe["kind"])
     spec = registry.get(kind)
     info = recipe["scope_info"]
-    provider = importlib.import_module(_PROVIDERS[Cloud(info["cloud"])])
+    provider = registry.provider(Cloud(info["cloud"]))
     rule = next((r for r in policy.rules if r.kind == kind), None)
     if rule is None:
         from janitor.policy import load_policy
