@@ -16,6 +16,7 @@ The rules:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
@@ -95,6 +96,34 @@ def owner_of(tags: Mapping[str, str], owner_tags: tuple[str, ...]) -> str | None
             if value.strip():
                 return value.strip()
     return None
+
+
+# Values that already name a Slack destination: a user id (U.../W...), a channel id (C.../G...),
+# or a #channel. The same forms the Slack notifier recognises.
+_SLACK_ID = re.compile(r"^[UWCG][A-Z0-9]{6,}$")
+
+
+def owner_destination(
+    value: str | None, *, owner_map: Mapping[str, str], domain: str | None
+) -> str | None:
+    """Where an owner tag or label value is delivered, the same for every cloud (the policy's
+    `owners:`): `owner_map` first (exact, else case-insensitive key), then `value@domain` for a
+    bare name (no `@`, not a Slack user or channel id, not a `#channel`), else the value as it is.
+
+    GCP label values cannot hold `@` or `.`, so there an owner label is a bare name by necessity.
+    """
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    if value in owner_map:
+        return owner_map[value]
+    lowered = value.lower()
+    for key, destination in owner_map.items():
+        if key.lower() == lowered:
+            return destination
+    if domain and "@" not in value and not value.startswith("#") and not _SLACK_ID.match(value):
+        return f"{value}@{domain}"
+    return value
 
 
 def _days(delta: timedelta) -> float:

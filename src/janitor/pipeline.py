@@ -6,7 +6,6 @@ dry run never reaches it: it stops at the report of what would be done.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import uuid
@@ -18,7 +17,7 @@ from typing import Any
 
 from janitor import interrupts, lifecycle
 from janitor.clouds import registry
-from janitor.clouds.base import KindHandlers, RestoreFailed
+from janitor.clouds.base import KindHandlers, RestoreFailed, Task
 from janitor.journal import Journal, Lease
 from janitor.model import (
     Action,
@@ -39,7 +38,7 @@ from janitor.model import (
 from janitor.notify.base import Delivery, Digest, Notifier
 from janitor.notify.pending import STOP_STAGE, notice_finding, stop_notice
 from janitor.notify.render import build_digests, digest_stage
-from janitor.policy import Policy, Rule
+from janitor.policy import OwnersSettings, Policy
 from janitor.pricing import monthly_cost_usd
 from janitor.report import RunReport
 from janitor.state.base import OUTCOME_EVENTS, LockLost, StateStore, intent_run
@@ -48,28 +47,7 @@ log = logging.getLogger("janitor")
 
 Progress = Callable[[int, int, str], None]
 
-# cloud -> provider module: `tasks(policy)` and `restore_scope(info)`.
-_PROVIDERS: dict[Cloud, str] = {Cloud.AWS: "janitor.clouds.aws.provider"}
-
 LOCK_TTL = timedelta(hours=2)
-
-
-@dataclass(frozen=True)
-class Task:
-    """One rule in one scope (account x region, project, subscription)."""
-
-    rule: Rule
-    scope: Any  # the cloud's scope object (e.g. AwsScope), handed to the kind's factory
-    cloud: Cloud
-    scope_id: str
-    region: str
-    # Handlers to use instead of building the kind's own from `scope` (in-memory fakes in tests,
-    # or a caller that already holds them).
-    handlers: KindHandlers | None = field(default=None, compare=False)
-
-    @property
-    def label(self) -> str:
-        return f"{self.rule.kind} {self.scope_id}/{self.region}"
 
 
 @dataclass
@@ -100,7 +78,7 @@ def discover(policy: Policy) -> tuple[list[Task], list[str], list[ScopeError]]:
     skipped: list[str] = []
     errors: list[ScopeError] = []
     for cloud in sorted(policy.clouds()):
-        t, s, e = importlib.import_module(_PROVIDERS[cloud]).tasks(policy)
+        t, s, e = registry.provider(cloud).tasks(policy)
         tasks += t
         skipped += s
         errors += e
@@ -131,19 +109,20 @@ def evaluate(
     read_at = _wall_now()
     evidence_until = min(now, read_at)
     results: list[TaskResult] = []
-    workers = max(1, min(policy.aws.max_concurrency, len(tasks)))
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="janitor-scan")
+    pools = _pools_per_cloud(policy, tasks)
     try:
-        futures = {pool.submit(_scan_task, t, evidence_until): t for t in tasks}
+        futures = {pools[t.cloud].submit(_scan_task, t, evidence_until): t for t in tasks}
         with interrupts.interruptible():
             for done, future in enumerate(as_completed(futures), start=1):
                 results.append(future.result())
                 if progress:
                     progress(done, len(tasks), futures[future].label)
     except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
+        for pool in pools.values():
+            pool.shutdown(wait=False, cancel_futures=True)
         raise
-    pool.shutdown()
+    for pool in pools.values():
+        pool.shutdown()
     results.sort(key=lambda r: (r.task.rule.name, r.task.scope_id, r.task.region))
 
     keys = [f.resource.ref.key for r in results for f in r.findings]
@@ -152,10 +131,25 @@ def evaluate(
         if result.error is not None:
             errors.append(result.error)
             continue
-        result.findings, failed = _decide_all(result, priors, now)
+        result.findings, failed = _decide_all(result, priors, now, policy.owners)
         if failed is not None:
             errors.append(failed)
     return Evaluation(now, evidence_until, results, skipped, errors, priors, read_at)
+
+
+def _pools_per_cloud(policy: Policy, tasks: Sequence[Task]) -> dict[Cloud, ThreadPoolExecutor]:
+    """One pool per cloud, sized by that cloud's own `max_concurrency`: each cloud's scopes are
+    read concurrently up to its limit, independently of the other clouds."""
+    counts: dict[Cloud, int] = {}
+    for task in tasks:
+        counts[task.cloud] = counts.get(task.cloud, 0) + 1
+    return {
+        cloud: ThreadPoolExecutor(
+            max_workers=max(1, min(policy.max_concurrency(cloud), count)),
+            thread_name_prefix=f"janitor-scan-{cloud.value}",
+        )
+        for cloud, count in counts.items()
+    }
 
 
 def _scan_task(task: Task, evidence_until: datetime) -> TaskResult:
@@ -191,7 +185,10 @@ def _scope_error(task: Task, exc: Exception, resource: str | None = None) -> Sco
 
 
 def _decide_all(
-    result: TaskResult, priors: Mapping[str, LifecycleState], now: datetime
+    result: TaskResult,
+    priors: Mapping[str, LifecycleState],
+    now: datetime,
+    owners: OwnersSettings,
 ) -> tuple[list[Finding], ScopeError | None]:
     """Decide and describe one task's findings. A resource that cannot be decided is left out
     (and named in the scope's error); a failed `describe` fails the whole scope."""
@@ -208,7 +205,11 @@ def _decide_all(
                 rule=rule,
                 now=now,
             )
-            owner = lifecycle.owner_of(f.resource.tags, rule.owner_tags)
+            owner = lifecycle.owner_destination(
+                lifecycle.owner_of(f.resource.tags, rule.owner_tags),
+                owner_map=owners.map,
+                domain=owners.domain,
+            )
         except Exception as exc:  # noqa: BLE001 - recorded against the resource
             broken.append(_scope_error(task, exc, f.resource.name))
             continue
@@ -813,7 +814,7 @@ def _restore_handlers(recipe: Mapping[str, Any], policy: Policy) -> KindHandlers
     kind = str(recipe["kind"])
     spec = registry.get(kind)
     info = recipe["scope_info"]
-    provider = importlib.import_module(_PROVIDERS[Cloud(info["cloud"])])
+    provider = registry.provider(Cloud(info["cloud"]))
     rule = next((r for r in policy.rules if r.kind == kind), None)
     if rule is None:
         from janitor.policy import load_policy

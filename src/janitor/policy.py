@@ -104,6 +104,51 @@ def check_aws_region(value: str) -> str:
 
 
 AwsRegion = Annotated[str, AfterValidator(check_aws_region)]
+
+# GCP project ids: 6 to 30 characters, lower-case letters, digits and hyphens, starting with a
+# letter and not ending with a hyphen.
+_GCP_PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+# Azure subscription ids are GUIDs.
+_AZURE_SUBSCRIPTION = re.compile(
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+)
+# GCP regions (us-central1, europe-west4) and Azure regions (eastus, westeurope, eastus2):
+# non-empty lower-case names.
+_CLOUD_REGION = re.compile(r"^[a-z][a-z0-9-]*[a-z0-9]$|^[a-z]$")
+# example.com, corp.example.co.uk
+_DOMAIN = re.compile(
+    r"^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$", re.IGNORECASE
+)
+
+
+def _pattern(regex: re.Pattern[str], what: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not regex.match(value):
+            raise ValueError(f"{value!r} is not {what}")
+        return value
+
+    return AfterValidator(check)
+
+
+# `strict`: an id is a string in YAML; a bare number (a YAML int) is refused, not coerced.
+GcpProject = Annotated[
+    str,
+    Field(strict=True),
+    _pattern(_GCP_PROJECT, "a GCP project id (6-30 of a-z, 0-9 and -, like my-project-123)"),
+]
+AzureSubscription = Annotated[
+    str,
+    Field(strict=True),
+    _pattern(
+        _AZURE_SUBSCRIPTION,
+        "an Azure subscription id (a GUID like 00000000-0000-0000-0000-000000000000)",
+    ),
+]
+CloudRegion = Annotated[
+    str,
+    Field(strict=True),
+    _pattern(_CLOUD_REGION, "a region name (lower case, like us-central1 or westeurope)"),
+]
 # A threshold is compared with measured values: NaN would make every comparison false.
 Threshold = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
@@ -181,6 +226,39 @@ class AwsSettings(_Strict):
     max_concurrency: int = Field(default=8, ge=1, le=64)
 
 
+class GcpSettings(_Strict):
+    """Accepted and validated now; used once GCP kinds exist."""
+
+    projects: tuple[GcpProject, ...] = ()  # empty: the project of the default credentials
+    regions: tuple[CloudRegion, ...] = ()  # empty: every region
+    max_concurrency: int = Field(default=8, ge=1, le=64)
+
+
+class AzureSettings(_Strict):
+    """Accepted and validated now; used once Azure kinds exist."""
+
+    subscriptions: tuple[AzureSubscription, ...] = ()  # empty: those of the credentials
+    regions: tuple[CloudRegion, ...] = ()  # empty: every region
+    max_concurrency: int = Field(default=8, ge=1, le=64)
+
+
+class OwnersSettings(_Strict):
+    """How an owner tag or label value becomes a destination, for every cloud
+    (`lifecycle.owner_destination`): `map` first, then `value@domain`, else the value."""
+
+    map: dict[Annotated[str, Field(min_length=1)], Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=dict
+    )
+    domain: str | None = None
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, value: str | None) -> str | None:
+        if value is not None and not _DOMAIN.match(value):
+            raise ValueError(f"{value!r} is not a domain name (like example.com)")
+        return value
+
+
 class SlackPolicy(_Strict):
     """Channels only: the token and webhook URL are secrets and come from the environment."""
 
@@ -239,6 +317,9 @@ class PolicyModel(_Strict):
     state_url: str | None = Field(default=None, min_length=1)  # None: the user's data directory
     defaults: Defaults = Defaults()
     aws: AwsSettings = AwsSettings()
+    gcp: GcpSettings = GcpSettings()
+    azure: AzureSettings = AzureSettings()
+    owners: OwnersSettings = OwnersSettings()
     notifier: NotifierSettings = NotifierSettings()
     # Not Field(min_length=1): pydantic checks the length of the items that validated, so one
     # broken rule would also report a spurious "at least 1 item". This runs only when all did.
@@ -294,9 +375,21 @@ class Policy:
     aws: AwsSettings
     notifier: NotifierSettings
     max_stops_per_run: int
+    gcp: GcpSettings = GcpSettings()
+    azure: AzureSettings = AzureSettings()
+    owners: OwnersSettings = OwnersSettings()
 
     def clouds(self) -> set[Cloud]:
         return {rule.cloud for rule in self.rules}
+
+    def max_concurrency(self, cloud: Cloud) -> int:
+        """How many of `cloud`'s scopes may be read at once (its own section's limit)."""
+        settings: AwsSettings | GcpSettings | AzureSettings = self.aws
+        if cloud is Cloud.GCP:
+            settings = self.gcp
+        elif cloud is Cloud.AZURE:
+            settings = self.azure
+        return settings.max_concurrency
 
 
 class PolicyError(Exception):
@@ -360,6 +453,9 @@ def _resolve(model: PolicyModel, source: str) -> Policy:
         aws=model.aws,
         notifier=model.notifier,
         max_stops_per_run=d.max_stops_per_run,
+        gcp=model.gcp,
+        azure=model.azure,
+        owners=model.owners,
     )
 
 
@@ -376,7 +472,9 @@ def _format_validation_error(exc: ValidationError, data: Any, source: str) -> st
                 name = rules[index].get("name")
             where += f": rule {name!r} (rules[{index}])" if name else f": rules[{index}]"
             loc = loc[2:]
-        field = ".".join(str(part) for part in loc if not str(part).startswith("function-"))
+        field = ".".join(
+            str(part) for part in loc if str(part) and not str(part).startswith("function-")
+        )
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown field"

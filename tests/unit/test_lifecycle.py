@@ -12,7 +12,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from janitor.lifecycle import current_streak, decide, exemption, next_state, owner_of
+from janitor.lifecycle import (
+    current_streak,
+    decide,
+    exemption,
+    next_state,
+    owner_destination,
+    owner_of,
+)
 from janitor.model import (
     Action,
     Cloud,
@@ -970,3 +977,34 @@ def test_a_resource_that_must_never_be_stopped_is_only_ever_notified(idle_days: 
     )
     assert again.action is Action.NONE
     assert "spot instance" in again.reason
+
+
+# --- owner_destination(): the policy's `owners:` for every cloud --------------------------------
+
+OWNER_MAP = {"ml-team": "#ml-alerts", "Bob": "robert@corp.example", "carol": "U0CAROL01"}
+
+
+@pytest.mark.parametrize(
+    ("value", "owner_map", "domain", "expected"),
+    [
+        pytest.param("ml-team", OWNER_MAP, "example.com", "#ml-alerts", id="map-first"),
+        pytest.param("bob", OWNER_MAP, "example.com", "robert@corp.example", id="map-any-case"),
+        pytest.param("carol", OWNER_MAP, None, "U0CAROL01", id="map-without-domain"),
+        pytest.param("alice", OWNER_MAP, "example.com", "alice@example.com", id="domain"),
+        pytest.param(" alice ", {}, "example.com", "alice@example.com", id="domain-stripped"),
+        pytest.param("a@x.io", {}, "example.com", "a@x.io", id="email-as-is"),
+        pytest.param("U0ALICE01", {}, "example.com", "U0ALICE01", id="slack-user-id"),
+        pytest.param("W0ALICE01", {}, "example.com", "W0ALICE01", id="slack-enterprise-user"),
+        pytest.param("C0TEAM001", {}, "example.com", "C0TEAM001", id="slack-channel-id"),
+        pytest.param("#ml", {}, "example.com", "#ml", id="channel"),
+        pytest.param("u0alice01", {}, "example.com", "u0alice01@example.com", id="gcp-lower-id"),
+        pytest.param("alice", {}, None, "alice", id="no-domain-as-is"),
+        pytest.param("alice", OWNER_MAP, None, "alice", id="unmapped-as-is"),
+        pytest.param(None, OWNER_MAP, "example.com", None, id="no-owner"),
+        pytest.param("  ", OWNER_MAP, "example.com", None, id="blank"),
+    ],
+)
+def test_owner_destination(
+    value: str | None, owner_map: dict[str, str], domain: str | None, expected: str | None
+) -> None:
+    assert owner_destination(value, owner_map=owner_map, domain=domain) == expected

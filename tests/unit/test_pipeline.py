@@ -19,7 +19,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from janitor import pipeline
-from janitor.clouds.base import KindHandlers
+from janitor.clouds.base import KindHandlers, Task
 from janitor.model import (
     Action,
     AuditEvent,
@@ -38,7 +38,7 @@ from janitor.model import (
 )
 from janitor.notify.base import Delivery, Digest
 from janitor.notify.render import render_text
-from janitor.pipeline import RestoreError, Task, guard, kill_switch_on
+from janitor.pipeline import RestoreError, guard, kill_switch_on
 from janitor.policy import Policy, parse_policy
 from janitor.report import RunReport
 from janitor.state import LockHeld

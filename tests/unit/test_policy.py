@@ -690,3 +690,82 @@ def test_console_deliveries_count_only_when_the_policy_says_so() -> None:
             parse_policy(
                 f"notifier: {{type: {kind}, counts_as_delivery: true}}\n" + rules, "p.yaml", env={}
             )
+
+
+# --- gcp:, azure: and owners: sections ----------------------------------------------------------
+
+PROJECT = "ml-research-42"
+SUBSCRIPTION = "0b1f6471-1bf0-4dda-aec3-cb9272f09590"
+
+
+def test_gcp_azure_and_owners_sections_are_accepted() -> None:
+    policy = parse_policy(
+        f"gcp:\n  projects: [{PROJECT}, my-other-project]\n  regions: [us-central1]\n"
+        "  max_concurrency: 3\n"
+        f"azure:\n  subscriptions: ['{SUBSCRIPTION}']\n  regions: [westeurope, eastus2]\n"
+        "  max_concurrency: 5\n"
+        "owners:\n  map: {ml-team: '#ml-alerts', bob: robert@corp.example}\n"
+        "  domain: example.com\n"
+        "rules:\n" + GPU_RULE,
+        "team.yaml",
+        env={},
+    )
+    assert policy.gcp.projects == (PROJECT, "my-other-project")
+    assert policy.gcp.regions == ("us-central1",)
+    assert policy.azure.subscriptions == (SUBSCRIPTION,)
+    assert policy.azure.regions == ("westeurope", "eastus2")
+    assert policy.owners.map == {"ml-team": "#ml-alerts", "bob": "robert@corp.example"}
+    assert policy.owners.domain == "example.com"
+    assert policy.max_concurrency(Cloud.AWS) == 8
+    assert policy.max_concurrency(Cloud.GCP) == 3
+    assert policy.max_concurrency(Cloud.AZURE) == 5
+
+
+def test_gcp_azure_and_owners_default_to_empty() -> None:
+    policy = parse_policy("rules:\n" + GPU_RULE, "team.yaml", env={})
+    assert (policy.gcp.projects, policy.gcp.regions) == ((), ())
+    assert (policy.azure.subscriptions, policy.azure.regions) == ((), ())
+    assert (policy.owners.map, policy.owners.domain) == ({}, None)
+    assert policy.max_concurrency(Cloud.GCP) == policy.max_concurrency(Cloud.AZURE) == 8
+
+
+@pytest.mark.parametrize(
+    ("section", "field", "message"),
+    [
+        pytest.param("gcp:\n  projects: [My-Project]\n", "gcp.projects.0", "GCP project id"),
+        pytest.param("gcp:\n  projects: [abc]\n", "gcp.projects.0", "GCP project id", id="short"),
+        pytest.param(
+            "gcp:\n  projects: [my-project-]\n", "gcp.projects.0", "GCP project id", id="dash-end"
+        ),
+        pytest.param(
+            "gcp:\n  projects: [1project-x]\n", "gcp.projects.0", "GCP project id", id="digit"
+        ),
+        pytest.param(
+            "gcp:\n  projects: [12345678]\n", "gcp.projects.0", "valid string", id="number"
+        ),
+        pytest.param("gcp:\n  regions: [US-Central1]\n", "gcp.regions.0", "region name"),
+        pytest.param("gcp:\n  regions: ['']\n", "gcp.regions.0", "region name", id="empty-region"),
+        pytest.param("gcp:\n  max_concurrency: 0\n", "gcp.max_concurrency", "greater than"),
+        pytest.param("gcp:\n  zones: [a]\n", "gcp.zones", "unknown field"),
+        pytest.param(
+            "azure:\n  subscriptions: [not-a-guid]\n",
+            "azure.subscriptions.0",
+            "Azure subscription id",
+        ),
+        pytest.param("azure:\n  regions: [West Europe]\n", "azure.regions.0", "region name"),
+        pytest.param("azure:\n  max_concurrency: 65\n", "azure.max_concurrency", "less than"),
+        pytest.param("owners:\n  domain: not a domain\n", "owners.domain", "domain name"),
+        pytest.param("owners:\n  map: {alice: ''}\n", "owners.map.alice", "at least 1"),
+        pytest.param("owners:\n  map: [alice]\n", "owners.map", "dictionary"),
+        pytest.param("owners:\n  teams: {}\n", "owners.teams", "unknown field"),
+    ],
+)
+def test_cloud_and_owner_sections_errors_name_file_and_field(
+    section: str, field: str, message: str
+) -> None:
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(section + "rules:\n" + GPU_RULE, "team.yaml", env={})
+    lines = str(caught.value).splitlines()
+    assert any(line.startswith(f"team.yaml: {field}: ") and message in line for line in lines), (
+        lines
+    )

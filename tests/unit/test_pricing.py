@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
 
 from janitor.model import Cloud, Resource, ResourceRef
+from janitor.pricing import _SERVICES_BY_KIND as AWS_SERVICES_BY_KIND
 from janitor.pricing import CatalogError, PriceCatalog, load_catalog, monthly_cost_usd
 
 REGIONS = ("us-east-1", "us-west-2", "eu-west-1")
@@ -111,9 +113,15 @@ def test_every_instance_type_is_listed_in_all_three_regions(
     assert not missing, f"{service}: missing {sorted(missing)}"
 
 
+def aws_services(catalog: PriceCatalog) -> list[str]:
+    """The catalog's AWS tables (those the AWS kinds read): other clouds' have other regions."""
+    return sorted(set(catalog.services) & {s for ss in AWS_SERVICES_BY_KIND.values() for s in ss})
+
+
 def test_every_service_lists_the_same_types_in_each_of_its_regions() -> None:
     catalog = load_catalog()
-    for service in catalog.services:
+    assert aws_services(catalog) == ["ec2", "sagemaker"]
+    for service in aws_services(catalog):
         regions = catalog.regions(service)
         assert set(REGIONS) <= set(regions), service
         first = set(catalog.instance_types(service, regions[0]))
@@ -121,9 +129,18 @@ def test_every_service_lists_the_same_types_in_each_of_its_regions() -> None:
             assert set(catalog.instance_types(service, region)) == first, (service, region)
 
 
+def test_every_price_of_every_service_is_positive() -> None:
+    catalog = load_catalog()
+    for service, table in catalog.services.items():
+        assert table, service
+        for region, row in table.items():
+            assert row, (service, region)
+            assert all(price > 0 for price in row.values()), (service, region)
+
+
 def test_prices_are_positive_and_ireland_is_never_cheaper_than_virginia() -> None:
     catalog = load_catalog()
-    for service in catalog.services:
+    for service in aws_services(catalog):
         for instance_type in catalog.instance_types(service, "us-east-1"):
             us = catalog.hourly(service, "us-east-1", instance_type)
             eu = catalog.hourly(service, "eu-west-1", instance_type)
@@ -323,3 +340,114 @@ def test_a_malformed_catalog_is_rejected(broken: dict[str, Any]) -> None:
 def test_a_catalog_without_a_required_key_is_rejected() -> None:
     with pytest.raises(CatalogError, match="currency"):
         PriceCatalog.from_mapping({"source": "x", "as_of": "2024-01-01", "hours_per_month": 1})
+
+
+# --- the generic path: details["units"], for any cloud -----------------------------------------
+
+
+def gcp_catalog() -> PriceCatalog:
+    """A tiny catalog with GCP-shaped services, added as data only."""
+    return small_catalog(
+        gce={"us-central1": {"n1-standard-8": 0.38, "a2-highgpu-1g": 3.67}},
+        **{
+            "gce-gpu": {"us-central1": {"nvidia-tesla-t4": 0.35, "nvidia-l4": 0.56}},
+            "vertex-prediction": {"us-central1": {"n1-standard-4": 0.22}},
+        },
+        sources={"gce": {"source": "GCE pricing page", "as_of": "2026-11-01"}},
+    )
+
+
+def gcp_vm(units: Any, *, region: str = "us-central1", **details: Any) -> Resource:
+    ref = ResourceRef(Cloud.GCP, "gcp.gce-gpu", "ml-research-42", region, "us-central1-a/vm-1")
+    return Resource(
+        ref=ref,
+        name="vm-1",
+        state="RUNNING",
+        created_at=CREATED,
+        details={"units": units, **details},
+    )
+
+
+T4_VM = [
+    {"service": "gce", "sku": "n1-standard-8", "count": 1},
+    {"service": "gce-gpu", "sku": "nvidia-tesla-t4", "count": 2},
+]
+
+
+def test_a_gcp_vm_with_two_attached_gpus_is_priced_through_its_units() -> None:
+    # machine type + 2 x T4, for a kind `_SERVICES_BY_KIND` does not know
+    assert monthly_cost_usd(gcp_vm(T4_VM), gcp_catalog()) == round((0.38 + 2 * 0.35) * 730, 2)
+
+
+def test_units_price_any_service_of_the_catalog() -> None:
+    endpoint = replace(
+        gcp_vm([{"service": "vertex-prediction", "sku": "n1-standard-4", "count": 3}]),
+        ref=ResourceRef(Cloud.GCP, "gcp.vertex-endpoint", "p", "us-central1", "e-1"),
+    )
+    assert monthly_cost_usd(endpoint, gcp_catalog()) == round(3 * 0.22 * 730, 2)
+
+
+def test_units_take_precedence_over_the_instance_type() -> None:
+    r = resource(
+        "aws.ec2-gpu",
+        instance_type="g5.xlarge",
+        details={"units": [{"service": "sagemaker", "sku": "ml.t3.medium", "count": 2}]},
+    )
+    assert monthly_cost_usd(r, small_catalog()) == round(2 * 0.05 * 730, 2)
+
+
+@pytest.mark.parametrize(
+    "units",
+    [
+        # one unpriced unit makes the whole resource unpriced: no partial sums
+        [*T4_VM, {"service": "gce-gpu", "sku": "nvidia-h100-80gb", "count": 1}],
+        [{"service": "tpu", "sku": "v5e", "count": 1}],  # service not in the catalog
+        [{"service": "gce", "sku": "n1-standard-8"}],  # count missing
+        [{"service": "gce", "sku": "n1-standard-8", "count": -1}],
+        [{"service": "gce", "sku": "n1-standard-8", "count": True}],
+        [{"service": "gce", "sku": None, "count": 1}],
+        [{"sku": "n1-standard-8", "count": 1}],
+        ["n1-standard-8"],
+        [],
+        "n1-standard-8",
+    ],
+)
+def test_unpriceable_units_give_none(units: Any) -> None:
+    assert monthly_cost_usd(gcp_vm(units), gcp_catalog()) is None
+
+
+def test_units_are_priced_in_the_resource_region_only() -> None:
+    assert monthly_cost_usd(gcp_vm(T4_VM, region="europe-west4"), gcp_catalog()) is None
+
+
+def test_a_unit_counted_zero_costs_nothing() -> None:
+    units = [*T4_VM, {"service": "gce-gpu", "sku": "nvidia-h100-80gb", "count": 0}]
+    assert monthly_cost_usd(gcp_vm(units), gcp_catalog()) == round((0.38 + 0.7) * 730, 2)
+
+
+def test_spot_units_are_not_priced() -> None:
+    assert monthly_cost_usd(gcp_vm(T4_VM, lifecycle="spot"), gcp_catalog()) is None
+
+
+def test_a_service_may_carry_its_own_source_and_date() -> None:
+    catalog = gcp_catalog()
+    assert catalog.provenance("gce").source == "GCE pricing page"
+    assert catalog.provenance("gce").as_of == date(2026, 11, 1)
+    assert catalog.provenance("gce-gpu").source == "test"  # the catalog's own
+    assert catalog.provenance("gce-gpu").as_of == date(2024, 6, 1)
+
+
+@pytest.mark.parametrize(
+    "sources",
+    [
+        ["gce"],
+        {"gce": "GCE pricing page"},
+        {"gce": {"source": "x"}},
+        {"gce": {"source": "x", "as_of": "Nov 2026"}},
+        {"gce": {"source": "", "as_of": "2026-11-01"}},
+        {"tpu": {"source": "x", "as_of": "2026-11-01"}},  # no such service
+    ],
+)
+def test_malformed_sources_are_rejected(sources: Any) -> None:
+    with pytest.raises(CatalogError):
+        small_catalog(gce={"us-central1": {"n1-standard-8": 0.38}}, sources=sources)

@@ -56,3 +56,16 @@ def test_the_permissions_section_lists_every_declared_permission() -> None:
         for permission in (*spec.read_permissions, *spec.action_permissions)
     }
     assert declared - listed == set()
+
+
+def test_the_policy_reference_is_a_valid_policy() -> None:
+    from janitor.policy import parse_policy
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Policy reference", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    policy = parse_policy(block, "README.md", env={})
+    assert policy.gcp.projects
+    assert policy.azure.subscriptions
+    assert policy.owners.map
+    assert policy.owners.domain

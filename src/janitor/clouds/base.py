@@ -61,6 +61,26 @@ class Stopper(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Task:
+    """One rule in one scope (account x region, project, subscription): what a provider's
+    `tasks(policy)` returns and the pipeline runs. Lives here, below both, so that a provider
+    never imports the pipeline."""
+
+    rule: Rule
+    scope: Any  # the cloud's scope object (e.g. AwsScope), handed to the kind's factory
+    cloud: Cloud
+    scope_id: str
+    region: str
+    # Handlers to use instead of building the kind's own from `scope` (in-memory fakes in tests,
+    # or a caller that already holds them).
+    handlers: KindHandlers | None = field(default=None, compare=False)
+
+    @property
+    def label(self) -> str:
+        return f"{self.rule.kind} {self.scope_id}/{self.region}"
+
+
 def stop_now(stopper: Stopper, resource: Resource) -> StopResult:
     """`plan` then `act` with nothing recorded in between: for tools and tests that keep no
     audit log. The pipeline never uses it."""

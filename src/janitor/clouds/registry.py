@@ -1,8 +1,14 @@
-"""The explicit map of kind name -> KindSpec. Importing this module imports no cloud SDK."""
+"""The explicit maps: kind name -> KindSpec, and cloud -> provider module.
+
+Importing this module imports no cloud SDK. A cloud is one package under `janitor.clouds` plus
+its lines here: its kinds in `_SPECS` and its provider in `PROVIDERS`.
+"""
 
 from __future__ import annotations
 
+import importlib
 from datetime import timedelta
+from types import ModuleType
 
 from janitor.clouds.base import KindSpec
 from janitor.model import Cloud, Confidence
@@ -114,6 +120,23 @@ _SPECS: tuple[KindSpec, ...] = (
 )
 
 KINDS: dict[str, KindSpec] = {spec.name: spec for spec in _SPECS}
+
+# cloud -> its provider module, which has
+#   tasks(policy) -> (list[Task], skipped lines, list[ScopeError]): every rule x scope to run;
+#   restore_scope(info) -> scope: the scope a recorded stop happened in (`scope_info`).
+# Imported only when a policy names the cloud (or a recorded stop of it is restored).
+PROVIDERS: dict[Cloud, str] = {
+    Cloud.AWS: "janitor.clouds.aws.provider",
+}
+
+
+def provider(cloud: Cloud) -> ModuleType:
+    """The provider module of `cloud`, imported on first use."""
+    try:
+        name = PROVIDERS[cloud]
+    except KeyError:
+        raise KeyError(f"no provider is registered for cloud {cloud.value!r}") from None
+    return importlib.import_module(name)
 
 
 def get(kind: str) -> KindSpec:

@@ -13,8 +13,8 @@ from janitor.clouds.aws.session import (
     regions_for,
     session_for_recipe,
 )
+from janitor.clouds.base import Task
 from janitor.model import Cloud, ScopeError
-from janitor.pipeline import Task
 from janitor.policy import Policy
 
 
