@@ -432,6 +432,9 @@ class GcpDevServer(BackgroundServer[ThreadingHTTPServer]):
                 "autoDelete": True,
                 "interface": "SCSI",
                 "diskSizeGb": "100",
+                "licenses": [f"{_LINK}/projects/ubuntu-os-cloud/global/licenses/ubuntu-2204-lts"],
+                "guestOsFeatures": [{"type": "VIRTIO_SCSI_MULTIQUEUE"}, {"type": "GVNIC"}],
+                "architecture": "X86_64",
             }
         ]
         for index in range(local_ssds):
@@ -453,7 +456,7 @@ class GcpDevServer(BackgroundServer[ThreadingHTTPServer]):
             "id": instance_id,
             "creationTimestamp": _compute_stamp(created),
             "name": name,
-            "tags": {"fingerprint": "42WmSpB8rSM="},
+            "tags": {"items": ["janitor"], "fingerprint": "42WmSpB8rSM="},
             "machineType": f"{base}/machineTypes/{machine_type}",
             "status": status,
             "zone": base,
@@ -468,16 +471,21 @@ class GcpDevServer(BackgroundServer[ThreadingHTTPServer]):
                     ),
                     "networkIP": "10.128.0.2",
                     "name": "nic0",
+                    "accessConfigs": [
+                        {
+                            "kind": "compute#accessConfig",
+                            "type": "ONE_TO_ONE_NAT",
+                            "name": "external-nat",
+                            "natIP": "203.0.113.10",
+                            "networkTier": "PREMIUM",
+                        }
+                    ],
                     "fingerprint": "pBk8Ft-pooc=",
                     "stackType": "IPV4_ONLY",
                 }
             ],
             "disks": disks,
-            "metadata": {
-                "kind": "compute#metadata",
-                "fingerprint": "MTIzNDU2Nzg=",
-                "items": [{"key": k, "value": v} for k, v in (metadata or {}).items()],
-            },
+            "metadata": {"kind": "compute#metadata", "fingerprint": "MTIzNDU2Nzg="},
             "serviceAccounts": [
                 {
                     "email": "123456789012-compute@developer.gserviceaccount.com",
@@ -503,7 +511,10 @@ class GcpDevServer(BackgroundServer[ThreadingHTTPServer]):
             "shieldedInstanceIntegrityPolicy": {"updateAutoLearnPolicy": True},
             "fingerprint": "YcNkmQX6XHo=",
             "lastStartTimestamp": _compute_stamp(last_start or created),
+            "description": "",
         }
+        if metadata:  # the API leaves `items` out when there is no metadata
+            body["metadata"]["items"] = [{"key": k, "value": v} for k, v in metadata.items()]
         if labels:
             body["labels"] = dict(labels)
         if accelerators:
@@ -600,6 +611,8 @@ class GcpDevServer(BackgroundServer[ThreadingHTTPServer]):
         (type such as "NVIDIA_TESLA_T4", count) pairs."""
         created = created_at or _now()
         full = f"projects/{project}/locations/{location}/instances/{name}"
+        region = location.rsplit("-", 1)[0]
+        backend = f"{secrets.randbits(60):016x}"
         zone_link = f"{_LINK}/projects/{project}/zones/{location}"
         gce: dict[str, Any] = {
             "machineType": f"{zone_link}/machineTypes/{machine_type}",
@@ -615,16 +628,32 @@ class GcpDevServer(BackgroundServer[ThreadingHTTPServer]):
             "networkInterfaces": [
                 {
                     "network": f"{_LINK}/projects/{project}/global/networks/default",
-                    "subnet": (
-                        f"{_LINK}/projects/{project}/regions/{location.rsplit('-', 1)[0]}"
-                        "/subnetworks/default"
-                    ),
+                    "subnet": f"{_LINK}/projects/{project}/regions/{region}/subnetworks/default",
+                    "accessConfigs": [{"externalIp": "203.0.113.10"}],
                 }
             ],
             "tags": ["deeplearning-vm", "notebook-instance"],
-            "metadata": {"notebooks-api": "PROD", "notebooks-api-version": "v2"}
+            "metadata": {
+                "proxy-mode": "service_account",
+                "shutdown-script": "/opt/deeplearning/bin/shutdown_script.sh",
+                "notebooks-api": "PROD",
+                "version": "20260809-2130-rc0",
+                "new-proxy-agent-enabled": "true",
+                "serial-port-logging-enable": "true",
+                "enable-jupyterlab4": "true",
+                "disable-swap-binaries": "true",
+                "proxy-registration-url": f"https://{region}.notebooks.cloud.google.com/tun/m/{backend}",
+                "proxy-backend-id": backend,
+                "notebooks-api-version": "v2",
+                "instance-region": region,
+                "enable-guest-attributes": "TRUE",
+                "enable-oslogin": "TRUE",
+                "report-event-url": f"https://notebooks.googleapis.com/v2/{full}:reportInfoSystem",
+                "resource-url": f"https://notebooks.googleapis.com/v2/{full}",
+                "proxy-url": f"{backend}-dot-{region}.notebooks.googleusercontent.com",
+            }
             | dict(metadata or {}),
-            "gpuDriverConfig": {"enableGpuDriver": bool(accelerators)},
+            "gpuDriverConfig": {"enableGpuDriver": True} if accelerators else {},
             "instanceId": str(next(self._ids)),
             "minCpuPlatform": "AUTOMATIC",
             "reservationAffinity": {"consumeReservationType": "RESERVATION_ANY"},
@@ -636,17 +665,28 @@ class GcpDevServer(BackgroundServer[ThreadingHTTPServer]):
         body: dict[str, Any] = {
             "name": full,
             "gceSetup": gce,
-            "proxyUri": f"{uuid.uuid4().hex[:16]}-dot-{location.rsplit('-', 1)[0]}"
-            ".notebooks.googleusercontent.com",
+            "proxyUri": f"{backend}-dot-{region}.notebooks.googleusercontent.com",
             "creator": creator,
             "state": state,
             "id": str(uuid.uuid4()),
             "healthState": "HEALTHY",
-            "healthInfo": {"system_health": "1", "jupyterlab_status": "1"},
+            "healthInfo": {
+                "last_updated": created.astimezone(UTC).isoformat(timespec="seconds"),
+                "system_health": "1",
+                "docker_status": "1",
+                "jupyterlab_status": "1",
+                "jupyterlab_api_status": "1",
+            },
             "createTime": _stamp(created),
             "updateTime": _stamp(created),
-            "labels": {"notebooks-product": "workbench-instances", "resource-name": name}
+            "labels": {
+                "consumer-project-id": project,
+                "consumer-project-number": "123456789012",
+                "notebooks-product": "workbench-instances",
+                "resource-name": name,
+            }
             | dict(labels or {}),
+            "satisfiesPzi": True,
         }
         with self._lock:
             self._workbench[full] = body
