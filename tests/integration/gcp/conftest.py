@@ -17,12 +17,6 @@ from janitor.devserver.gcp import GcpDevServer, write_service_account_key
 PROJECT = "example-project"
 
 
-@pytest.fixture(scope="session")
-def gcp_server_session() -> Iterator[GcpDevServer]:
-    with GcpDevServer() as server:
-        yield server
-
-
 @pytest.fixture
 def gcp_server() -> Iterator[GcpDevServer]:
     """A fresh server per test (state, faults and counts start empty)."""
@@ -30,7 +24,8 @@ def gcp_server() -> Iterator[GcpDevServer]:
         yield server
 
 
-def isolate_adc(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+@pytest.fixture
+def no_adc(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No ADC from the machine: no gcloud login, no metadata server, no key file."""
     for name in (
         "GOOGLE_APPLICATION_CREDENTIALS",
@@ -46,9 +41,8 @@ def isolate_adc(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 @pytest.fixture
 def gcp_env(
-    gcp_server: GcpDevServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    gcp_server: GcpDevServer, no_adc: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> GcpDevServer:
-    isolate_adc(monkeypatch, tmp_path)
     key_file = tmp_path / "service-account.json"
     write_service_account_key(gcp_server, key_file, project=PROJECT)
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key_file))

@@ -14,8 +14,10 @@ and Notebooks through their REST APIs on google-auth's `AuthorizedSession` (goog
 ships gRPC transports only, and google-cloud-aiplatform pulls in far more than janitor needs).
 
 Retries: a 429 (honouring `Retry-After`, capped) and a 5xx are retried with exponential backoff,
-a bounded number of times. On the session, a POST is retried on 429 and 503 only: an API answers
-those before it acts, while a 500 may come after a non-idempotent change (a model deployed).
+a bounded number of times: `call()` / `with_retries()` for Compute client calls (the generated
+client's own default retry is switched off there), a urllib3 `Retry` on the session. On the
+session, a POST is retried on 429 and 503 only: an API answers those before it acts, while a
+500 may come after a non-idempotent change (a model deployed).
 """
 
 from __future__ import annotations
@@ -226,3 +228,10 @@ def with_retries(
                 delay = backoff * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not crypto
             sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def call(method: Callable[..., T], /, **kwargs: Any) -> T:
+    """Call a Compute client method with `with_retries` as the one retry layer: the generated
+    client's own default retry (503 on reads, for up to 600 s) is switched off (`retry=None`)
+    so that attempts stay bounded and a 429's Retry-After is honoured."""
+    return with_retries(lambda: method(retry=None, **kwargs))
