@@ -389,3 +389,23 @@ def test_fail_nth_fails_only_that_request(gcp_env: GcpDevServer) -> None:
         for _ in range(3)
     ]
     assert statuses == [200, 500, 200]
+
+
+def test_rest_errors_raise_what_the_compute_client_raises(gcp_env: GcpDevServer) -> None:
+    """`checked()` turns a REST error into the same exception the Compute client raises, and
+    the pipeline's scope-error line names the code, the reason and the message."""
+    from janitor.clouds.errors import scope_error_message
+
+    gcp_env.disable_service(PROJECT, "aiplatform.googleapis.com")
+    session = gcp.authorized_session(gcp.load_credentials())
+    answer = session.get(f"{gcp.base_url('aiplatform')}/v1/projects/{PROJECT}/locations")
+    with pytest.raises(core_exceptions.Forbidden) as raised:
+        gcp.checked(answer)
+    assert raised.value.reason == "SERVICE_DISABLED"
+    line = scope_error_message(raised.value)
+    assert line is not None
+    assert line.startswith("403 SERVICE_DISABLED: GET ")
+    assert "Vertex AI API has not been used in project example-project" in line
+    assert "\n" not in line
+    ok = session.get(f"{gcp.base_url('notebooks')}/v2/projects/{PROJECT}/locations/-/instances")
+    assert gcp.checked(ok) == {}

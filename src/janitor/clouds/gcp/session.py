@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 
 import google.auth
 import google.auth.exceptions
+import requests
 from google.api_core import exceptions as core_exceptions
 from google.auth.credentials import Credentials
 from google.auth.transport.requests import AuthorizedSession
@@ -185,6 +186,29 @@ def authorized_session(
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
+
+
+def checked(response: requests.Response) -> dict[str, Any]:
+    """The JSON body of a REST answer; an error status raises the same `GoogleAPICallError`
+    the Compute client raises (`Forbidden` with `.reason == "SERVICE_DISABLED"`, `NotFound`,
+    ...), so callers handle both paths alike."""
+    if response.status_code >= 400:
+        raise core_exceptions.from_http_response(response)  # type: ignore[no-untyped-call]
+    if not response.content:
+        return {}
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def one_line(exc: BaseException) -> str:
+    """A single line for a Google API error: HTTP code, reason (e.g. SERVICE_DISABLED) and the
+    message's first line."""
+    if isinstance(exc, core_exceptions.GoogleAPICallError):
+        reason = f" {exc.reason}" if exc.reason else ""
+        text = (exc.message or "").strip().splitlines()
+        return f"{exc.code}{reason}: {text[0] if text else type(exc).__name__}"
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
 
 
 _RETRIABLE = (
