@@ -193,6 +193,7 @@ class _Operation:
     end_time: datetime | None = None
     result: dict[str, Any] | None = None
     op_id: str = field(default_factory=lambda: str(secrets.randbits(63)))
+    metadata_type: str = ""  # LRO: the metadata message, e.g. "DeployModelOperationMetadata"
 
 
 @dataclass
@@ -1509,13 +1510,13 @@ class GcpDevServer(BackgroundServer[ThreadingHTTPServer]):
         op = self._new_operation(
             service, project, None, target, verb, "", on_done, None, polls=None, name=name
         )
-        op.op_id = metadata_type  # the metadata @type suffix
+        op.metadata_type = metadata_type
         return op
 
     def _lro_body(self, op: _Operation) -> dict[str, Any]:
         if op.service == AIPLATFORM:
             metadata: dict[str, Any] = {
-                "@type": f"type.googleapis.com/google.cloud.aiplatform.v1.{op.op_id}",
+                "@type": f"type.googleapis.com/google.cloud.aiplatform.v1.{op.metadata_type}",
                 "genericMetadata": {
                     "createTime": _stamp(op.insert_time),
                     "updateTime": _stamp(op.end_time or op.insert_time),
@@ -1728,9 +1729,8 @@ def _render(
             value_type = "DOUBLE"
         buckets: dict[int, list[float]] = {}
         for moment, value in raw:
-            index = int((end - moment) / period) if moment < end else 0
-            if (end - moment) % period == timedelta(0) and moment < end:
-                index -= 1  # a point on a bucket's end belongs to that bucket
+            # bucket i is (end - (i+1) * period, end - i * period]
+            index = (end - moment) // period
             buckets.setdefault(index, []).append(value)
         for index in sorted(buckets):
             values = buckets[index]

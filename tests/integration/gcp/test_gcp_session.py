@@ -409,3 +409,24 @@ def test_rest_errors_raise_what_the_compute_client_raises(gcp_env: GcpDevServer)
     assert "\n" not in line
     ok = session.get(f"{gcp.base_url('notebooks')}/v2/projects/{PROJECT}/locations/-/instances")
     assert gcp.checked(ok) == {}
+
+
+def test_alignment_buckets_end_at_the_interval_end(gcp_env: GcpDevServer) -> None:
+    """Bucket i is (end - (i+1) day, end - i day]: a point exactly one day before the end falls
+    in the second bucket; a point at the end in the first."""
+    end = datetime(2026, 11, 30, tzinfo=UTC)
+    gcp_env.add_points(
+        PROJECT,
+        CPU,
+        resource_type="gce_instance",
+        resource_labels={"instance_id": "9"},
+        points=[(end, 0.5), (end - timedelta(days=1), 0.25), (end - timedelta(days=7), 0.9)],
+    )
+    session = gcp.authorized_session(gcp.load_credentials())
+    (page,) = time_series(session, end)
+    points = page["timeSeries"][0]["points"]
+    assert [p["value"]["doubleValue"] for p in points] == [0.5, 0.25]  # the 7-day-old one is out
+    assert [p["interval"]["endTime"] for p in points] == [
+        "2026-11-30T00:00:00Z",
+        "2026-11-29T00:00:00Z",
+    ]
