@@ -22,6 +22,12 @@ def _sdk_error_types() -> tuple[type[BaseException], ...]:
         from botocore.parsers import ResponseParserError
 
         types += [BotoCoreError, ClientError, ResponseParserError]
+    if "google.api_core" in sys.modules:
+        from google.api_core.exceptions import GoogleAPIError
+        from google.auth.exceptions import GoogleAuthError
+        from requests import RequestException
+
+        types += [GoogleAPIError, GoogleAuthError, RequestException]
     return tuple(types)
 
 
@@ -36,6 +42,13 @@ def scope_error_message(exc: BaseException) -> str | None:
         return f"a date or number out of range: {_first_line(exc)}"
     if not isinstance(exc, _sdk_error_types() + (ConnectionError, TimeoutError)):
         return None
+    if "google.api_core" in sys.modules:
+        from google.api_core.exceptions import GoogleAPIError
+
+        if isinstance(exc, GoogleAPIError):
+            from janitor.clouds.gcp.session import one_line as gcp_one_line
+
+            return gcp_one_line(exc)
     if "botocore" in sys.modules:
         from janitor.clouds.aws.session import one_line
 

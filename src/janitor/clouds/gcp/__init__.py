@@ -1,0 +1,1 @@
+"""Google Cloud: Compute Engine GPU VMs, Vertex AI endpoints, Workbench instances."""
