@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from janitor.clouds.aws.cloudwatch import (
+from janitor.evidence import (
     STALE_AFTER,
     Streak,
     daily_streak,

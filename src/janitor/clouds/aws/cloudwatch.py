@@ -34,23 +34,20 @@ metric of the same resource, the resource's described details) whether listed or
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from janitor.clouds.aws.session import is_access_denied, one_line
-from janitor.model import Resource, Window, require_aware, utc
+from janitor.model import require_aware
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
 
-DAY = timedelta(days=1)
 MAX_QUERIES_PER_CALL = 500  # GetMetricData's limit on MetricDataQueries
-# A newest datapoint older than this means the metrics stopped arriving: the verdict is unknown.
-STALE_AFTER = timedelta(days=3)
 
 # A metric's dimensions, as (name, value) pairs in the order ListMetrics returned them.
 Dimensions = tuple[tuple[str, str], ...]
@@ -139,99 +136,6 @@ class MetricResult:
     @property
     def newest(self) -> datetime | None:
         return self.points[-1][0] if self.points else None
-
-
-def daily_bounds(window: Window) -> tuple[datetime, datetime]:
-    """The window widened to whole UTC days: midnight on or before start, midnight after end."""
-    start = _midnight(window.start)
-    end = _midnight(window.end)
-    if end < window.end.astimezone(UTC):
-        end += DAY
-    if end <= start:
-        end = start + DAY
-    return start, end
-
-
-def _midnight(value: datetime) -> datetime:
-    utc = require_aware(value, "window bound").astimezone(UTC)
-    return utc.replace(hour=0, minute=0, second=0, microsecond=0)
-
-
-@dataclass(frozen=True, slots=True)
-class Streak:
-    """Where the newest run of inactive days starts, from per-day activity."""
-
-    active: bool  # the newest day is active
-    last_active_day: datetime | None  # start of the newest active day
-    idle_days: tuple[datetime, ...]  # days after the last active one, oldest first
-
-    @property
-    def last_activity(self) -> datetime | None:
-        """The end of the last active day, or None when no day was active."""
-        return None if self.last_active_day is None else self.last_active_day + DAY
-
-
-def daily_streak(active_by_day: Mapping[datetime, bool]) -> Streak:
-    """The newest streak of `active_by_day` (daily bucket start -> was the day active)."""
-    if not active_by_day:
-        raise ValueError("daily_streak needs at least one day")
-    days = sorted(active_by_day)
-    active_days = [d for d in days if active_by_day[d]]
-    last_active = active_days[-1] if active_days else None
-    idle = tuple(d for d in days if last_active is None or d > last_active)
-    return Streak(active_by_day[days[-1]], last_active, idle)
-
-
-# Something used within this long before `now` is active, whatever the daily buckets say.
-RECENT = timedelta(hours=24)
-
-
-def recently_active(streak: Streak, now: datetime) -> bool:
-    """The last active day may hold activity within the last 24 hours.
-
-    Daily buckets cannot tell 00:01 from 23:59, so a day whose bucket ends after `now - 24h`
-    counts: an endpoint last invoked 5 hours ago, before midnight UTC, is active today (its
-    newest, incomplete day has no invocations yet), and one last used at 00:01 yesterday
-    stays active until midnight. Never calls something idle that was used in the last day.
-    """
-    if streak.last_active_day is None:
-        return False
-    return streak.last_active_day + DAY > utc(now) - RECENT
-
-
-def is_stale(newest_day: datetime, now: datetime, stale_after: timedelta = STALE_AFTER) -> bool:
-    """Every datapoint of the newest daily bucket is more than `stale_after` old."""
-    return now - (newest_day + DAY) > stale_after
-
-
-def idle_since(
-    streak: Streak,
-    resource: Resource,
-    window: Window,
-    evidence_days: Collection[datetime] | None = None,
-) -> datetime:
-    """Start of the idle streak, in UTC: the end of the last active day, or the window's start
-    when no day was active; never before `resource.streak_floor`. Not capped at now.
-
-    With `evidence_days` (the daily buckets for which the probe holds evidence of inactivity),
-    never earlier than the evidence shows either: the streak starts at the first day of the
-    newest unbroken run of evidence days that ends on the newest idle day, so a gap (a day
-    with no datapoint at all) ends the streak there instead of being read as idle."""
-    floor = resource.streak_floor.astimezone(UTC)
-    start = window.start.astimezone(UTC)
-    if streak.last_active_day is None:
-        since = max(floor, start)
-    else:
-        since = max(streak.last_active_day + DAY, floor)
-    if evidence_days is not None and streak.idle_days:
-        covered = set(evidence_days)
-        first = streak.idle_days[-1]
-        while first - DAY in covered and (
-            streak.last_active_day is None or first - DAY > streak.last_active_day
-        ):
-            first -= DAY
-        since = max(since, first, start)
-    return since
 
 
 def _batches(items: Sequence[MetricRequest], size: int) -> Iterator[Sequence[MetricRequest]]:

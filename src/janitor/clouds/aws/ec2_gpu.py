@@ -52,23 +52,25 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from janitor.clouds.aws.cloudwatch import (
-    DAY,
-    STALE_AFTER,
     Dimensions,
     MetricRequest,
     MetricResult,
     MetricsUnavailable,
+    list_dimension_sets,
+    stream_metric_data,
+)
+from janitor.clouds.aws.session import AwsScope, client_config, one_line
+from janitor.clouds.base import KindHandlers, RestoreFailed
+from janitor.evidence import (
+    DAY,
+    STALE_AFTER,
     Streak,
     daily_bounds,
     daily_streak,
     idle_since,
     is_stale,
-    list_dimension_sets,
     recently_active,
-    stream_metric_data,
 )
-from janitor.clouds.aws.session import AwsScope, client_config, one_line
-from janitor.clouds.base import KindHandlers, RestoreFailed
 from janitor.model import (
     Cloud,
     Confidence,

@@ -48,10 +48,11 @@ from typing import TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
+from janitor import evidence as daily
 from janitor.clouds.aws import cloudwatch, tagging
-from janitor.clouds.aws.cloudwatch import DAY
 from janitor.clouds.aws.session import AwsScope, one_line
 from janitor.clouds.base import KindHandlers, RestoreFailed
+from janitor.evidence import DAY
 from janitor.model import (
     Cloud,
     Confidence,
@@ -358,7 +359,7 @@ class EndpointProbe:
         *,
         describe: Describer | None = None,
         invocations_per_day: float = 0.0,
-        stale_after: timedelta = cloudwatch.STALE_AFTER,
+        stale_after: timedelta = daily.STALE_AFTER,
     ) -> None:
         self._cw = cw
         self._describe = describe
@@ -440,7 +441,7 @@ class EndpointProbe:
     def _judge(
         self, resources: Sequence[Resource], listed: _Listed, window: Window, now: datetime
     ) -> dict[str, Verdict]:
-        start, end = cloudwatch.daily_bounds(window)
+        start, end = daily.daily_bounds(window)
         verdicts: dict[str, Verdict] = {}
         queried: list[_Series] = []
         for resource in resources:
@@ -548,7 +549,7 @@ class EndpointProbe:
             )
         for variant, seen in pairs:
             newest = max(seen)
-            if cloudwatch.is_stale(newest, now, self._stale_after):
+            if daily.is_stale(newest, now, self._stale_after):
                 what = (
                     f"{METRIC} metrics"
                     if with_invocations
@@ -570,8 +571,8 @@ class EndpointProbe:
             return Verdict.unknown(
                 ref, f"no day on which all {n_variants} published metrics ({_SOURCE})"
             )
-        streak = cloudwatch.daily_streak(by_day)
-        if streak.active or cloudwatch.recently_active(streak, now):
+        streak = daily.daily_streak(by_day)
+        if streak.active or daily.recently_active(streak, now):
             last = streak.last_active_day
             assert last is not None
             return Verdict.active(
@@ -579,7 +580,7 @@ class EndpointProbe:
                 f"{total[last]:g} invocations on {_day(last)} across {n_variants} ({_SOURCE})",
                 last_activity=min(last + DAY, now),
             )
-        since = cloudwatch.idle_since(streak, resource, window, every)
+        since = daily.idle_since(streak, resource, window, every)
         if not with_invocations:
             evidence = (
                 f"no invocations recorded since {_day(since)} while its instances reported "
@@ -620,7 +621,7 @@ class EndpointProbe:
                 "heartbeat alone cannot show it idle",
             )
         newest = max(seen)
-        if cloudwatch.is_stale(newest, now, self._stale_after):
+        if daily.is_stale(newest, now, self._stale_after):
             return Verdict.unknown(
                 ref,
                 f"asynchronous endpoint metrics stopped arriving: newest datapoint on "
@@ -629,8 +630,8 @@ class EndpointProbe:
         by_day = {
             day: done.get(day, 0.0) > self._threshold or queued.get(day, 0.0) > 0 for day in seen
         }
-        streak = cloudwatch.daily_streak(by_day)
-        if streak.active or cloudwatch.recently_active(streak, now):
+        streak = daily.daily_streak(by_day)
+        if streak.active or daily.recently_active(streak, now):
             last = streak.last_active_day
             assert last is not None
             return Verdict.active(
@@ -639,7 +640,7 @@ class EndpointProbe:
                 f"{queued.get(last, 0.0):g} on {_day(last)} ({_ASYNC_SOURCE})",
                 last_activity=min(last + DAY, now),
             )
-        since = cloudwatch.idle_since(streak, resource, window, seen)
+        since = daily.idle_since(streak, resource, window, seen)
         in_streak = sum(value for day, value in done.items() if day + DAY > since)
         evidence = (
             f"{in_streak:g} asynchronous requests processed and an empty queue since "
