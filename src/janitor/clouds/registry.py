@@ -127,6 +127,7 @@ KINDS: dict[str, KindSpec] = {spec.name: spec for spec in _SPECS}
 # Imported only when a policy names the cloud (or a recorded stop of it is restored).
 PROVIDERS: dict[Cloud, str] = {
     Cloud.AWS: "janitor.clouds.aws.provider",
+    Cloud.GCP: "janitor.clouds.gcp.provider",
 }
 
 

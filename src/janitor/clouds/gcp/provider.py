@@ -1,0 +1,71 @@
+"""GCP scopes for a policy: every GCP rule x project (x region for regional kinds).
+
+Credentials come only from Application Default Credentials. None at all: GCP is skipped with
+a line in the report, unless the policy names projects (then each is an error), as for AWS.
+`gcp.projects` empty means the ADC project (`GOOGLE_CLOUD_PROJECT`, else the credentials').
+
+Compute Engine lists a whole project in one aggregated list, so a GCE kind is one task per
+project, with the policy's regions (a rule's own `regions` first) applied as a zone filter.
+Other kinds are one task per region of the filter, or one project-wide task when the filter
+is empty (the kind then finds its locations itself).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from janitor.clouds.base import Task
+from janitor.clouds.gcp.scope import GLOBAL, GcpScope
+from janitor.clouds.gcp.session import NoCredentials, NoProject, default_project, load_credentials
+from janitor.model import Cloud, ScopeError
+from janitor.policy import Policy, Rule
+
+# Kinds listed project-wide (one aggregated list per project), filtered by region client-side.
+PROJECT_WIDE_KINDS = frozenset({"gcp.gce-gpu"})
+
+
+def _regions(policy: Policy, rule: Rule) -> tuple[str, ...]:
+    return tuple(rule.regions) if rule.regions is not None else tuple(policy.gcp.regions)
+
+
+def tasks(policy: Policy) -> tuple[list[Task], list[str], list[ScopeError]]:
+    rules = [r for r in policy.rules if r.cloud is Cloud.GCP]
+    try:
+        credentials = load_credentials()
+    except NoCredentials as exc:
+        if policy.gcp.projects:
+            # Projects the policy names are configured scopes: failing to reach them is an error.
+            return (
+                [],
+                [],
+                [
+                    ScopeError(Cloud.GCP, project, "-", "*", f"cannot open project: {exc}")
+                    for project in policy.gcp.projects
+                ],
+            )
+        kinds = ", ".join(sorted({r.kind for r in rules}))
+        return [], [f"gcp: skipped, {exc} ({kinds} not scanned)"], []
+    projects = list(policy.gcp.projects)
+    if not projects:
+        try:
+            projects = [default_project(credentials)]
+        except NoProject as exc:
+            return [], [], [ScopeError(Cloud.GCP, "-", "-", "*", str(exc))]
+    out: list[Task] = []
+    for project in projects:
+        for rule in rules:
+            regions = _regions(policy, rule)
+            if rule.kind in PROJECT_WIDE_KINDS or not regions:
+                scope = GcpScope(project, GLOBAL, credentials, regions)
+                out.append(Task(rule, scope, Cloud.GCP, project, GLOBAL))
+                continue
+            for region in regions:
+                scope = GcpScope(project, region, credentials, (region,))
+                out.append(Task(rule, scope, Cloud.GCP, project, region))
+    return out, [], []
+
+
+def restore_scope(info: Mapping[str, Any]) -> GcpScope:
+    """The scope a recorded stop happened in, to undo it there."""
+    return GcpScope(str(info["scope"]), str(info.get("region") or GLOBAL), load_credentials())
