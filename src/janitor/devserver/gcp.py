@@ -323,14 +323,19 @@ _Handler = Callable[[re.Match[str], dict[str, str], dict[str, Any]], _Reply]
 class GcpDevServer(BackgroundServer[ThreadingHTTPServer]):
     """Compute Engine, Cloud Monitoring, Vertex AI and Notebooks REST APIs on 127.0.0.1."""
 
-    def __init__(self, *, port: int = 0, operation_polls: int = 2) -> None:
+    def __init__(
+        self, *, port: int = 0, operation_polls: int = 2, max_points_per_page: int = 0
+    ) -> None:
         """`operation_polls`: how many polls of an operation answer before it is done (the
-        first answer, to the POST, is always not done)."""
+        first answer, to the POST, is always not done). `max_points_per_page`: when set, a
+        Monitoring page holds at most this many points whatever `pageSize` asks (the real API
+        may answer fewer than asked), so tests can exercise paging with few points."""
         super().__init__()
         if operation_polls < 1:
             raise ValueError("operation_polls must be >= 1")
         self._port = port
         self._operation_polls = operation_polls
+        self._max_points_per_page = max_points_per_page
         self._lock = threading.RLock()
         self._keys: dict[str, str] = {}  # key id -> public key PEM
         self._tokens: set[str] = set()
@@ -1316,6 +1321,8 @@ class GcpDevServer(BackgroundServer[ThreadingHTTPServer]):
         page_size = int(query.get("pageSize") or MAX_POINTS_PER_PAGE)
         if page_size <= 0 or page_size > MAX_POINTS_PER_PAGE:
             page_size = MAX_POINTS_PER_PAGE
+        if self._max_points_per_page:
+            page_size = min(page_size, self._max_points_per_page)
         with self._lock:
             matching = [
                 s
