@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -127,3 +128,14 @@ def slack(slack_server: SlackDevServer) -> WebClient:
     """slack_sdk's WebClient pointed at `slack_server`, with the right token, no retries beyond
     the SDK's default (connection errors)."""
     return WebClient(token=SLACK_TOKEN, base_url=slack_server.url, timeout=10)
+
+
+@pytest.fixture(autouse=True)
+def _no_machine_gcp_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Policies that name GCP (the default one does) never find the machine's Application
+    Default Credentials, gcloud login or metadata server: GCP is skipped unless a test points
+    `GOOGLE_APPLICATION_CREDENTIALS` at the local server (tests/integration/gcp/conftest.py)."""
+    for name in ("GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "no-gcloud"))
+    monkeypatch.setenv("NO_GCE_CHECK", "True")

@@ -56,6 +56,8 @@ class TaskResult:
     handlers: KindHandlers | None
     findings: list[Finding] = field(default_factory=list)
     error: ScopeError | None = None
+    # Parts of the scope the scanner could not read (an unreachable zone): the rest was used.
+    partial: list[ScopeError] = field(default_factory=list)
 
 
 @dataclass
@@ -128,6 +130,7 @@ def evaluate(
     keys = [f.resource.ref.key for r in results for f in r.findings]
     priors = store.get_states(keys)
     for result in results:
+        errors += result.partial
         if result.error is not None:
             errors.append(result.error)
             continue
@@ -161,6 +164,10 @@ def _scan_task(task: Task, evidence_until: datetime) -> TaskResult:
         verdicts = handlers.probe.usage(resources, window, evidence_until)
     except Exception as exc:  # noqa: BLE001 - recorded against the scope, never swallowed
         return TaskResult(task, None, error=_scope_error(task, exc))
+    partial = [
+        ScopeError(task.cloud, task.scope_id, task.region, task.rule.kind, line)
+        for line in getattr(handlers.scanner, "scan_warnings", ())
+    ]
     findings = []
     for resource in resources:
         verdict = verdicts.get(resource.ref.key) or Verdict.unknown(
@@ -169,7 +176,7 @@ def _scan_task(task: Task, evidence_until: datetime) -> TaskResult:
         # Provisional decision; the real one is made once prior state is loaded.
         placeholder = Decision(resource.ref, Action.NONE, verdict.status, "")
         findings.append(Finding(resource, verdict, placeholder, None, None))
-    return TaskResult(task, handlers, findings)
+    return TaskResult(task, handlers, findings, partial=partial)
 
 
 def _scope_error(task: Task, exc: Exception, resource: str | None = None) -> ScopeError:

@@ -380,8 +380,10 @@ def test_no_credentials_prints_the_skipped_line_in_every_format(
     assert cli.main([command, "--format", fmt]) == 0
     captured = capsys.readouterr()
     if fmt == "json":
-        (skipped,) = json.loads(captured.out)["skipped"]
-        assert skipped.startswith(SKIPPED)
+        # The default policy names AWS and GCP: neither has credentials, both are skipped.
+        aws, gcp = json.loads(captured.out)["skipped"]
+        assert aws.startswith(SKIPPED)
+        assert gcp.startswith("gcp: skipped, ")
     elif fmt == "csv":
         # The CSV stays plain CSV (a header, then one row per finding); the line is on stderr.
         rows = list(csv.reader(io.StringIO(captured.out)))

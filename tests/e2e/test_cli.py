@@ -346,13 +346,15 @@ def test_history_is_empty_before_any_applied_run(
 
 
 def _clean_env(tmp_path: Path) -> dict[str, str]:
-    keep = ("PATH", "HOME", "LANG", "SYSTEMROOT", "TMPDIR")
+    keep = ("PATH", "HOME", "LANG", "SYSTEMROOT", "TMPDIR", "PYTHONPATH")
     env = {k: v for k, v in os.environ.items() if k in keep}
     env.update({
         "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
         "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
         "AWS_EC2_METADATA_DISABLED": "true",
         "AWS_DEFAULT_REGION": "us-east-1",
+        "CLOUDSDK_CONFIG": str(tmp_path / "no-gcloud"),
+        "NO_GCE_CHECK": "True",
         "JANITOR_STATE_URL": f"sqlite:///{tmp_path / 'state.db'}",
     })  # fmt: skip
     return env
@@ -371,8 +373,10 @@ def test_no_credentials_skips_the_cloud_with_a_line(tmp_path: Path) -> None:
     report = json.loads(result.stdout)
     assert report["findings"] == []
     assert report["errors"] == []
-    assert len(report["skipped"]) == 1
-    assert report["skipped"][0].startswith("aws: skipped, no AWS credentials found")
+    aws, gcp = report["skipped"]  # the default policy names AWS and GCP
+    assert aws.startswith("aws: skipped, no AWS credentials found")
+    assert gcp.startswith("gcp: skipped, ")
+    assert "gcp.gce-gpu not scanned" in gcp
 
 
 def test_unreachable_endpoint_is_one_line_per_scope_and_exit_1(tmp_path: Path) -> None:

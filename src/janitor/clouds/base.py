@@ -18,6 +18,10 @@ class RestoreFailed(Exception):
 
 
 class Scanner(Protocol):
+    """A scanner may also hold `scan_warnings: list[str]`, filled by `scan`: parts of the scope
+    it could not read (an unreachable zone) while the rest was used; each is reported as an
+    error of the scope, next to its findings."""
+
     def scan(self) -> Iterator[Resource]:
         """List the kind's live resources in one scope, normalised, with tags (fetched in bulk)."""
         ...

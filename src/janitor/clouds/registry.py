@@ -117,6 +117,36 @@ _SPECS: tuple[KindSpec, ...] = (
         max_lookback=timedelta(days=455),
         factory="janitor.clouds.aws.ec2_gpu:build",
     ),
+    KindSpec(
+        name="gcp.gce-gpu",
+        cloud=Cloud.GCP,
+        title="Compute Engine VM with GPUs (attached, or a2/a3/a4/a4x/g2/g4 machine types)",
+        evidence=(
+            "Ops Agent agent.googleapis.com/gpu/utilization, daily max across GPUs (high); else "
+            "compute.googleapis.com/instance/cpu/utilization daily max + network received/sent "
+            "bytes per day (low); one Cloud Monitoring query per metric type per project"
+        ),
+        confidence=Confidence.HIGH,
+        action="stop",
+        read_permissions=(
+            "compute.instances.list",
+            "monitoring.timeSeries.list",
+        ),
+        action_permissions=(
+            "compute.instances.get",
+            "compute.instances.stop",
+            "compute.instances.start",
+            "compute.zoneOperations.get",
+        ),
+        stoppable_states=("RUNNING",),
+        thresholds={
+            "gpu_utilization_percent": 5.0,
+            "cpu_utilization_percent": 10.0,
+            "network_mb_per_day": 100.0,
+        },
+        max_lookback=timedelta(days=455),
+        factory="janitor.clouds.gcp.gce_gpu:build",
+    ),
 )
 
 KINDS: dict[str, KindSpec] = {spec.name: spec for spec in _SPECS}
