@@ -417,6 +417,7 @@ class GcpDevServer(BackgroundServer[ThreadingHTTPServer]):
         labels: Mapping[str, str] | None = None,
         status: str = "RUNNING",
         local_ssds: int = 0,
+        spot: bool = False,
         metadata: Mapping[str, str] | None = None,
         created_at: datetime | None = None,
         last_start: datetime | None = None,
@@ -528,6 +529,15 @@ class GcpDevServer(BackgroundServer[ThreadingHTTPServer]):
                 {"acceleratorType": f"{base}/acceleratorTypes/{kind}", "acceleratorCount": count}
                 for kind, count in accelerators
             ]
+        if spot:  # a Spot VM, as the API describes one
+            body["scheduling"].update(
+                {
+                    "provisioningModel": "SPOT",
+                    "instanceTerminationAction": "STOP",
+                    "automaticRestart": False,
+                    "onHostMaintenance": "TERMINATE",
+                }
+            )
         if status == "TERMINATED":
             body["lastStopTimestamp"] = _compute_stamp(created)
         self.add_zone(project, zone)

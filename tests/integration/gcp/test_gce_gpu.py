@@ -100,9 +100,11 @@ def test_scan_lists_running_gpu_vms_with_region_zone_units_and_labels(
     vm(gcp_env, "stopped-t4", status="TERMINATED")
     vm(gcp_env, "ssd-box", local_ssds=1)
     vm(gcp_env, "eu-t4", zone="europe-west4-a")
+    vm(gcp_env, "spot-t4", spot=True)
 
     found = scan()
-    assert set(found) == {"t4-box", "a100", "l4", "ssd-box", "eu-t4"}
+    assert set(found) == {"t4-box", "a100", "l4", "ssd-box", "eu-t4", "spot-t4"}
+    assert found["spot-t4"].details["lifecycle"] == "spot"
     box = found["t4-box"]
     assert box.ref.region == "us-central1"
     assert box.ref.id == f"{ZONE}/t4-box"
