@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 import time_machine
+from tests.conftest import ALICE, SLACK_TOKEN
 
 from janitor import cli
 from janitor.clouds.gcp.gce_gpu import GPU_METRIC
 from janitor.devserver.gcp import GcpDevServer
+from janitor.devserver.slack import SlackDevServer
 
 PROJECT = "example-project"
 OTHER = "disabled-project"
@@ -21,7 +23,10 @@ ZONE = "us-central1-a"
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
-def policy(tmp_path: Path, projects: list[str]) -> Path:
+CONSOLE = "notifier:\n  type: console\n  counts_as_delivery: true\n"
+
+
+def policy(tmp_path: Path, projects: list[str], notifier: str = CONSOLE) -> Path:
     path = tmp_path / "policy.yaml"
     path.write_text(
         "version: 1\n"
@@ -32,7 +37,7 @@ def policy(tmp_path: Path, projects: list[str]) -> Path:
         "  owner_tags: [owner]\n"
         f"gcp:\n  projects: [{', '.join(projects)}]\n"
         "owners:\n  map: {alice: alice@example.com}\n"
-        "notifier:\n  type: console\n  counts_as_delivery: true\n"
+        f"{notifier}"
         "rules:\n  - name: gpu\n    kind: gcp.gce-gpu\n",
         encoding="utf-8",
     )
@@ -141,3 +146,27 @@ def test_warns_then_stops_then_restores(
     assert cli.main(["restore", "idle-t4", "--policy", path]) == 0
     assert "idle-t4" in capsys.readouterr().out
     assert seeded.instance(PROJECT, ZONE, "idle-t4")["status"] == "RUNNING"  # type: ignore[index]
+
+
+def test_owner_labels_reach_slack_and_unmapped_ones_the_fallback_channel(
+    seeded: GcpDevServer,
+    slack_server: SlackDevServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SLACK_BOT_TOKEN", SLACK_TOKEN)
+    monkeypatch.setenv("JANITOR_SLACK_API_URL", slack_server.url)
+    monkeypatch.setenv("JANITOR_SLACK_FALLBACK_CHANNEL", "#ml-spend")
+    monkeypatch.setenv("JANITOR_SLACK_MAX_RETRIES", "1")
+    path = policy(tmp_path, [PROJECT], notifier="notifier:\n  type: slack\n")
+    code, report = run_json(capsys, "run", "--apply", "--policy", str(path))
+    assert code == 0, report["delivery_failures"]
+    sent = {
+        str(m.params["channel"]): json.dumps(m.params.get("blocks")) + str(m.params["text"])
+        for m in slack_server.messages()
+        if "idle" in str(m.params["text"]) + json.dumps(m.params.get("blocks"))
+    }
+    assert "idle-t4" in sent[ALICE.id]  # label "alice" -> owners.map -> alice@example.com
+    assert "unmapped-idle" in sent["#ml-spend"]  # label "bob": no mapping, not an address
+    assert "unmapped-idle" not in sent[ALICE.id]
