@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+
+import pytest
 
 from janitor.clouds.gcp import provider
 from janitor.clouds.gcp.scope import GLOBAL, GcpScope
@@ -62,3 +65,19 @@ def test_empty_projects_mean_the_adc_project(gcp_env: GcpDevServer, tmp_path: Pa
     assert [t.scope_id for t in tasks] == [PROJECT]
     restored = provider.restore_scope({"scope": PROJECT, "region": GLOBAL})
     assert (restored.project, restored.region) == (PROJECT, GLOBAL)
+
+
+def test_without_the_gcp_libraries_gcp_is_skipped_not_a_crash(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # As if only `ml-janitor[aws]` were installed: importing google.auth fails.
+    monkeypatch.delitem(sys.modules, "janitor.clouds.gcp.session", raising=False)
+    monkeypatch.setitem(sys.modules, "google.auth", None)
+    tasks, skipped, errors = provider.tasks(gce_policy(tmp_path))
+    assert (tasks, errors) == ([], [])
+    (line,) = skipped
+    assert "pip install 'ml-janitor[gcp]'" in line
+    named = gce_policy(tmp_path, "gcp:\n  projects: [proj-one]\n")
+    _, skipped, errors = provider.tasks(named)
+    assert skipped == []
+    assert [e.scope for e in errors] == ["proj-one"]

@@ -8,6 +8,9 @@ Compute Engine lists a whole project in one aggregated list, so a GCE kind is on
 project, with the policy's regions (a rule's own `regions` first) applied as a zone filter.
 Other kinds are one task per region of the filter, or one project-wide task when the filter
 is empty (the kind then finds its locations itself).
+
+The GCP libraries (the `gcp` extra) are imported only here, when a policy names GCP: without
+them GCP is skipped with a line (an error for the projects a policy names), like no credentials.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from typing import Any
 
 from janitor.clouds.base import Task
 from janitor.clouds.gcp.scope import GLOBAL, GcpScope
-from janitor.clouds.gcp.session import NoCredentials, NoProject, default_project, load_credentials
 from janitor.model import Cloud, ScopeError
 from janitor.policy import Policy, Rule
 
@@ -29,23 +31,40 @@ def _regions(policy: Policy, rule: Rule) -> tuple[str, ...]:
     return tuple(rule.regions) if rule.regions is not None else tuple(policy.gcp.regions)
 
 
+def _unavailable(
+    policy: Policy, rules: list[Rule], why: str
+) -> tuple[list[Task], list[str], list[ScopeError]]:
+    """GCP cannot be reached at all: a skipped line, or an error per project the policy names
+    (configured scopes: failing to reach them is an error)."""
+    if policy.gcp.projects:
+        errors = [
+            ScopeError(Cloud.GCP, project, "-", "*", f"cannot open project: {why}")
+            for project in policy.gcp.projects
+        ]
+        return [], [], errors
+    kinds = ", ".join(sorted({r.kind for r in rules}))
+    return [], [f"gcp: skipped, {why} ({kinds} not scanned)"], []
+
+
 def tasks(policy: Policy) -> tuple[list[Task], list[str], list[ScopeError]]:
     rules = [r for r in policy.rules if r.cloud is Cloud.GCP]
     try:
+        from janitor.clouds.gcp.session import (
+            NoCredentials,
+            NoProject,
+            default_project,
+            load_credentials,
+        )
+    except ImportError as exc:
+        return _unavailable(
+            policy,
+            rules,
+            f"the GCP libraries are not installed ({exc.name}): pip install 'ml-janitor[gcp]'",
+        )
+    try:
         credentials = load_credentials()
     except NoCredentials as exc:
-        if policy.gcp.projects:
-            # Projects the policy names are configured scopes: failing to reach them is an error.
-            return (
-                [],
-                [],
-                [
-                    ScopeError(Cloud.GCP, project, "-", "*", f"cannot open project: {exc}")
-                    for project in policy.gcp.projects
-                ],
-            )
-        kinds = ", ".join(sorted({r.kind for r in rules}))
-        return [], [f"gcp: skipped, {exc} ({kinds} not scanned)"], []
+        return _unavailable(policy, rules, str(exc))
     projects = list(policy.gcp.projects)
     if not projects:
         try:
@@ -68,4 +87,6 @@ def tasks(policy: Policy) -> tuple[list[Task], list[str], list[ScopeError]]:
 
 def restore_scope(info: Mapping[str, Any]) -> GcpScope:
     """The scope a recorded stop happened in, to undo it there."""
+    from janitor.clouds.gcp.session import load_credentials
+
     return GcpScope(str(info["scope"]), str(info.get("region") or GLOBAL), load_credentials())

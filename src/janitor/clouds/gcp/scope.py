@@ -8,16 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
-from google.auth.transport.requests import AuthorizedSession
-from google.cloud import compute_v1
+if TYPE_CHECKING:  # the SDK is imported when a client is first built, not with this module
+    from google.auth.transport.requests import AuthorizedSession
+    from google.cloud import compute_v1
 
-from janitor.clouds.gcp.session import (
-    GcpCredentials,
-    authorized_session,
-    instances_client,
-    zone_operations_client,
-)
+    from janitor.clouds.gcp.session import GcpCredentials
 
 GLOBAL = "global"
 
@@ -45,15 +42,21 @@ class GcpScope:
 
     @cached_property
     def instances(self) -> compute_v1.InstancesClient:
+        from janitor.clouds.gcp.session import instances_client
+
         return instances_client(self.credentials)
 
     @cached_property
     def zone_operations(self) -> compute_v1.ZoneOperationsClient:
+        from janitor.clouds.gcp.session import zone_operations_client
+
         return zone_operations_client(self.credentials)
 
     @cached_property
     def session(self) -> AuthorizedSession:
         """google-auth's session for the REST APIs (Monitoring, Vertex AI, Notebooks)."""
+        from janitor.clouds.gcp.session import authorized_session
+
         return authorized_session(self.credentials)
 
 
