@@ -25,6 +25,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -176,8 +177,23 @@ class RuleModel(_Strict):
     warning: Duration | None = None
     lookback: Duration | None = None
     thresholds: dict[str, Threshold] = Field(default_factory=dict)
-    regions: tuple[AwsRegion, ...] | None = None
+    regions: tuple[str, ...] | None = None  # checked against the kind's cloud below
     owner_tags: tuple[str, ...] | None = None
+
+    @field_validator("regions")
+    @classmethod
+    def _regions_of_the_kinds_cloud(
+        cls, value: tuple[str, ...] | None, info: ValidationInfo
+    ) -> tuple[str, ...] | None:
+        kind = info.data.get("kind")  # validated before `regions`; absent when it was refused
+        if value is None or kind is None:
+            return value
+        for region in value:
+            if registry.get(kind).cloud is Cloud.AWS:
+                check_aws_region(region)
+            elif not _CLOUD_REGION.match(region):
+                raise ValueError(f"{region!r} is not a region name (lower case, like us-central1)")
+        return value
 
     @field_validator("kind")
     @classmethod

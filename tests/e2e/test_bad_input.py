@@ -105,7 +105,7 @@ BAD_POLICIES = {
     ),
     "rule-region": (
         GPU_RULE + "    regions: [us_west_2]\n",
-        ["rule 'gpu' (rules[0]): regions.0:", "'us_west_2' is not an AWS region name"],
+        ["rule 'gpu' (rules[0]): regions:", "'us_west_2' is not an AWS region name"],
     ),
 }
 

@@ -427,12 +427,17 @@ def test_rule_settings_override_defaults(tmp_path: Path) -> None:
         ),
         pytest.param(
             "rules:\n" + GPU_RULE + "    regions: ['US-EAST-1']\n",
-            ["rule 'gpu' (rules[0]): regions.0:", "'US-EAST-1' is not an AWS region name"],
+            ["rule 'gpu' (rules[0]): regions:", "'US-EAST-1' is not an AWS region name"],
             id="region-rule",
         ),
         pytest.param(
+            "rules:\n  - name: gce\n    kind: gcp.gce-gpu\n    regions: [us-east-1, US-CENTRAL1]\n",
+            ["rule 'gce' (rules[0]): regions:", "'US-CENTRAL1' is not a region name"],
+            id="region-rule-gcp",
+        ),
+        pytest.param(
             "rules:\n" + GPU_RULE + "    regions: ['us east 1']\n",
-            ["rule 'gpu' (rules[0]): regions.0:", "'us east 1' is not an AWS region name"],
+            ["rule 'gpu' (rules[0]): regions:", "'us east 1' is not an AWS region name"],
             id="region-rule-spaces",
         ),
     ],
@@ -651,6 +656,15 @@ def test_well_formed_role_arns_are_accepted(role_arn: str) -> None:
         f"aws:\n  accounts:\n    - role_arn: '{role_arn}'\nrules:\n" + GPU_RULE, "t", env={}
     )
     assert policy.aws.accounts[0].role_arn == role_arn
+
+
+def test_a_gcp_rule_takes_gcp_region_names() -> None:
+    policy = parse_policy(
+        "rules:\n  - name: gce\n    kind: gcp.gce-gpu\n    regions: [us-central1, europe-west4]\n",
+        "t",
+        env={},
+    )
+    assert policy.rules[0].regions == ("us-central1", "europe-west4")
 
 
 @pytest.mark.parametrize(
