@@ -608,6 +608,11 @@ class GcpDevServer(BackgroundServer[ThreadingHTTPServer]):
             body = self._endpoints.get(name)
             return None if body is None else copy.deepcopy(body)
 
+    def delete_endpoint(self, project: str, location: str, endpoint_id: str) -> None:
+        name = f"projects/{project}/locations/{location}/endpoints/{endpoint_id}"
+        with self._lock:
+            self._endpoints.pop(name, None)
+
     def add_workbench(
         self,
         project: str,
@@ -910,6 +915,13 @@ class GcpDevServer(BackgroundServer[ThreadingHTTPServer]):
                 "aiplatform.endpoints.get",
                 AIPLATFORM,
                 self._endpoint_get,
+            ),
+            (
+                "PATCH",
+                rf"/v1/(?P<name>{loc}/endpoints/[^/:]+)",
+                "aiplatform.endpoints.patch",
+                AIPLATFORM,
+                self._endpoint_patch,
             ),
             (
                 "POST",
@@ -1410,6 +1422,34 @@ class GcpDevServer(BackgroundServer[ThreadingHTTPServer]):
         with self._lock:
             return _ok(self._endpoint(match["name"]))
 
+    def _endpoint_patch(
+        self, match: re.Match[str], query: dict[str, str], payload: dict[str, Any]
+    ) -> _Reply:
+        """`endpoints.patch`, the fields of `updateMask` only (traffic split, display name,
+        labels); the split must name deployed models and add up to 100."""
+        fields = {f.strip() for f in query.get("updateMask", "").split(",") if f.strip()}
+        if not fields:
+            raise GoogleApiError(400, "updateMask is required.")
+        with self._lock:
+            endpoint = self._endpoint(match["name"])
+            for field_name in fields:
+                if field_name in ("traffic_split", "trafficSplit"):
+                    split = {str(k): int(v) for k, v in (payload.get("trafficSplit") or {}).items()}
+                    known = {m["id"] for m in endpoint.get("deployedModels", [])}
+                    if split and (sum(split.values()) != 100 or set(split) - known):
+                        raise GoogleApiError(
+                            400, "The traffic split must name deployed models and add up to 100."
+                        )
+                    endpoint["trafficSplit"] = split
+                elif field_name in ("display_name", "displayName"):
+                    endpoint["displayName"] = str(payload.get("displayName", ""))
+                elif field_name == "labels":
+                    endpoint["labels"] = dict(payload.get("labels") or {})
+                else:
+                    raise GoogleApiError(400, f"Field {field_name} cannot be updated here.")
+            endpoint["updateTime"] = _stamp(_now())
+            return _ok(copy.deepcopy(endpoint))
+
     def _deployed_model(self, spec: Mapping[str, Any], moment: datetime) -> dict[str, Any]:
         model = {k: v for k, v in spec.items() if k not in ("status",)}
         model["id"] = str(model.get("id") or next(self._ids))
@@ -1834,6 +1874,9 @@ def _handler_for(dev: GcpDevServer) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             self._handle("POST")
+
+        def do_PATCH(self) -> None:
+            self._handle("PATCH")
 
         def _handle(self, method: str) -> None:
             try:
