@@ -43,7 +43,10 @@ def test_default_policy_parses_with_three_aws_kinds_and_gce() -> None:
     policy = load_policy(env={})
 
     assert policy.source == DEFAULT_POLICY
-    assert {rule.kind for rule in policy.rules} == AWS_KINDS | {"gcp.gce-gpu"}
+    assert {rule.kind for rule in policy.rules} == AWS_KINDS | {
+        "gcp.gce-gpu",
+        "gcp.vertex-endpoint",
+    }
     assert policy.clouds() == {Cloud.AWS, Cloud.GCP}
     for rule in policy.rules:
         assert rule.notify_after == timedelta(days=30), rule.name

@@ -147,6 +147,35 @@ _SPECS: tuple[KindSpec, ...] = (
         max_lookback=timedelta(days=455),
         factory="janitor.clouds.gcp.gce_gpu:build",
     ),
+    KindSpec(
+        name="gcp.vertex-endpoint",
+        cloud=Cloud.GCP,
+        title="Vertex AI online prediction endpoint with deployed models",
+        evidence=(
+            "aiplatform.googleapis.com/prediction/online/prediction_count per day, summed across "
+            "deployed models (every model must be idle); heartbeat prediction/online/replicas, "
+            "else prediction/online/cpu/utilization: a heartbeat day without predictions is a "
+            "zero day, no series at all unknown; one Cloud Monitoring query per metric type per "
+            "project"
+        ),
+        confidence=Confidence.HIGH,
+        action="undeploy",
+        read_permissions=(
+            "aiplatform.locations.list",
+            "aiplatform.endpoints.list",
+            "monitoring.timeSeries.list",
+        ),
+        action_permissions=(
+            "aiplatform.endpoints.get",
+            "aiplatform.endpoints.undeploy",
+            "aiplatform.endpoints.deploy",
+            "aiplatform.endpoints.update",
+        ),
+        stoppable_states=("DEPLOYED",),
+        thresholds={"predictions_per_day": 0.0},
+        max_lookback=timedelta(days=455),
+        factory="janitor.clouds.gcp.vertex_endpoint:build",
+    ),
 )
 
 KINDS: dict[str, KindSpec] = {spec.name: spec for spec in _SPECS}

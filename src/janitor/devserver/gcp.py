@@ -21,9 +21,10 @@ Google's REST paths, so that one base URL (`JANITOR_GCP_API_ENDPOINT`) serves ev
   `starts_with`; `AND` of clauses, `OR` within parentheses), `interval.*`,
   `aggregation.alignmentPeriod` + `perSeriesAligner` (ALIGN_NONE/MAX/MIN/MEAN/SUM), paged by
   points (`pageSize`, at most 100,000) as the real API pages.
-* Vertex AI v1: Locations API, `endpoints.list/get`, `:deployModel`, `:undeployModel` with
-  long-running operations at `GET /v1/{operation name}`; the traffic split is kept as the API
-  documents; deployed-model ids are new on every deploy.
+* Vertex AI v1: Locations API, `endpoints.list/get/patch` (patch: the `updateMask` fields
+  traffic_split, display_name, labels), `:deployModel`, `:undeployModel` with long-running
+  operations at `GET /v1/{operation name}`; the traffic split is kept as the API documents;
+  deployed-model ids are new on every deploy.
 * Notebooks v2 (Workbench instances): `instances.list/get`, `:stop`, `:start`, operations.
 
 Every request is counted per operation (`calls`, keyed by Google's method id such as
