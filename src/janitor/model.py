@@ -95,6 +95,9 @@ class Resource:
     # Why this resource must never be stopped (spot, instance-store root...): it is still
     # reported and its owner notified, but it is never warned of a stop that would not happen.
     stop_refusal: str | None = None
+    # Cloud-neutral advice for the owner: the setting that would have prevented the waste
+    # (e.g. a Workbench instance with idle shutdown off). Shown as `advice` in the report.
+    advice: str | None = None
 
     def __post_init__(self) -> None:
         require_aware(self.created_at, "created_at")

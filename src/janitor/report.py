@@ -50,6 +50,7 @@ ROW_FIELDS: tuple[str, ...] = (
     "instance_type",
     "outcome",
     "outcome_message",
+    "advice",
 )
 
 _COLUMNS: tuple[str, ...] = (
@@ -174,6 +175,7 @@ def finding_row(finding: Finding, as_of: datetime) -> dict[str, Any]:
         "instance_type": finding.resource.instance_type,
         "outcome": None if finding.outcome is None else finding.outcome.value,
         "outcome_message": finding.outcome_message,
+        "advice": finding.resource.advice,
     }
 
 
@@ -269,9 +271,19 @@ def _savings_lines(summary: Mapping[str, Any], dry_run: bool) -> list[str]:
     return lines
 
 
+def _advice_lines(report: RunReport) -> list[str]:
+    """One line per finding that carries advice (the setting that would have prevented it)."""
+    return [
+        f"{row['name']} ({row['kind']}, {row['region']}): {row['advice']}"
+        for row in _rows(report)
+        if row.get("advice")
+    ]
+
+
 def _sections(report: RunReport) -> list[tuple[str, list[str]]]:
     """The non-empty trailing sections, in order: errors first, deliveries last."""
     sections = [
+        ("Advice", _advice_lines(report)),
         ("Notes", list(report.notes)),
         ("Errors", [_error_line(e) for e in report.errors]),
         ("Delivery failures", list(report.delivery_failures)),

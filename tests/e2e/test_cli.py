@@ -378,7 +378,8 @@ def test_no_credentials_skips_the_cloud_with_a_line(tmp_path: Path) -> None:
     assert gcp.startswith("gcp: skipped, ")
     assert "gcp.gce-gpu" in gcp
     assert "gcp.vertex-endpoint" in gcp
-    assert gcp.endswith(" not scanned)")
+    assert "gcp.workbench" in gcp
+    assert "not scanned" in gcp
 
 
 def test_unreachable_endpoint_is_one_line_per_scope_and_exit_1(tmp_path: Path) -> None:

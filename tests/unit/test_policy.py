@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from janitor.clouds import registry
 from janitor.model import Cloud
 from janitor.policy import (
     DEFAULT_OWNER_TAGS,
@@ -43,10 +44,7 @@ def test_default_policy_parses_with_three_aws_kinds_and_gce() -> None:
     policy = load_policy(env={})
 
     assert policy.source == DEFAULT_POLICY
-    assert {rule.kind for rule in policy.rules} == AWS_KINDS | {
-        "gcp.gce-gpu",
-        "gcp.vertex-endpoint",
-    }
+    assert {rule.kind for rule in policy.rules} == set(registry.KINDS)
     assert policy.clouds() == {Cloud.AWS, Cloud.GCP}
     for rule in policy.rules:
         assert rule.notify_after == timedelta(days=30), rule.name

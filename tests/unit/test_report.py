@@ -458,3 +458,25 @@ def test_table_of_an_empty_run() -> None:
 def test_unknown_format_is_rejected() -> None:
     with pytest.raises(ValueError, match="unknown report format"):
         render(make_report(), "html")  # type: ignore[arg-type]
+
+
+# --- advice ----------------------------------------------------------------------------------
+
+
+def test_advice_is_a_json_field_and_a_line_of_the_text_reports() -> None:
+    from dataclasses import replace
+
+    plain = make_finding("plain-nb", kind="gcp.workbench")
+    advised = make_finding("lazy-nb", kind="gcp.workbench")
+    advised = replace(advised, resource=replace(advised.resource, advice="turn on idle shutdown"))
+    report = make_report([plain, advised])
+
+    rows = {r["name"]: r for r in json.loads(render(report, "json"))["findings"]}
+    assert rows["lazy-nb"]["advice"] == "turn on idle shutdown"
+    assert rows["plain-nb"]["advice"] is None
+    line = "lazy-nb (gcp.workbench, us-east-1): turn on idle shutdown"
+    assert f"  - {line}" in render(report, "table").splitlines()
+    assert f"- {line}" in render(report, "markdown").splitlines()
+    assert "plain-nb (gcp.workbench" not in render(report, "table")
+    # No advice at all: no Advice section.
+    assert "Advice" not in render(make_report([plain]), "table")

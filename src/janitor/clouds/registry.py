@@ -176,6 +176,32 @@ _SPECS: tuple[KindSpec, ...] = (
         max_lookback=timedelta(days=455),
         factory="janitor.clouds.gcp.vertex_endpoint:build",
     ),
+    KindSpec(
+        name="gcp.workbench",
+        cloud=Cloud.GCP,
+        title="Vertex AI Workbench instance (Notebooks API v2)",
+        evidence=(
+            "the underlying VM's compute.googleapis.com/instance/cpu/utilization daily max "
+            "(VM matched by gceSetup.instanceId), one Cloud Monitoring query per project; low "
+            "confidence (CPU misses reading without running code). Idle shutdown off: advice"
+        ),
+        confidence=Confidence.LOW,
+        action="stop",
+        read_permissions=(
+            "notebooks.instances.list",
+            "monitoring.timeSeries.list",
+        ),
+        action_permissions=(
+            "notebooks.instances.get",
+            "notebooks.instances.stop",
+            "notebooks.instances.start",
+            "notebooks.operations.get",
+        ),
+        stoppable_states=("ACTIVE",),
+        thresholds={"cpu_utilization_percent": 10.0},
+        max_lookback=timedelta(days=455),
+        factory="janitor.clouds.gcp.workbench:build",
+    ),
 )
 
 KINDS: dict[str, KindSpec] = {spec.name: spec for spec in _SPECS}

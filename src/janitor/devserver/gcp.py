@@ -714,6 +714,10 @@ class GcpDevServer(BackgroundServer[ThreadingHTTPServer]):
             self._workbench[full] = body
         return copy.deepcopy(body)
 
+    def delete_workbench(self, project: str, location: str, name: str) -> None:
+        with self._lock:
+            self._workbench.pop(f"projects/{project}/locations/{location}/instances/{name}", None)
+
     def workbench(self, project: str, location: str, name: str) -> dict[str, Any] | None:
         full = f"projects/{project}/locations/{location}/instances/{name}"
         with self._lock:

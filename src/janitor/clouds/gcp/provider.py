@@ -24,7 +24,9 @@ from janitor.model import Cloud, ScopeError
 from janitor.policy import Policy, Rule
 
 # Kinds listed project-wide (one aggregated list per project), filtered by region client-side.
-PROJECT_WIDE_KINDS = frozenset({"gcp.gce-gpu"})
+# gcp.workbench: Notebooks v2 lists every location of a project at once (location `-`), and its
+# one CPU query is per project anyway; a task per region would repeat both per region.
+PROJECT_WIDE_KINDS = frozenset({"gcp.gce-gpu", "gcp.workbench"})
 
 
 def _regions(policy: Policy, rule: Rule) -> tuple[str, ...]:
