@@ -76,6 +76,14 @@ def recently_active(streak: Streak, now: datetime) -> bool:
     return streak.last_active_day + DAY > utc(now) - RECENT
 
 
+def in_use_on(streak: Streak, now: datetime) -> datetime | None:
+    """The last active day when the resource counts as in use (its streak is active, or it was
+    used within the last 24 hours), else None: the one test every probe makes before `idle`."""
+    if streak.active or recently_active(streak, now):
+        return streak.last_active_day
+    return None
+
+
 def is_stale(newest_day: datetime, now: datetime, stale_after: timedelta = STALE_AFTER) -> bool:
     """Every datapoint of the newest daily bucket is more than `stale_after` old."""
     return now - (newest_day + DAY) > stale_after

@@ -68,8 +68,8 @@ from janitor.evidence import (
     daily_bounds,
     daily_streak,
     idle_since,
+    in_use_on,
     is_stale,
-    recently_active,
 )
 from janitor.model import (
     Cloud,
@@ -460,9 +460,8 @@ class Ec2GpuProbe:
                 f"{GPU_METRIC} datapoint more than {STALE_AFTER.days} days ago; {why}",
             )
         streak = daily_streak({day: value > self._gpu_pct for day, value in daily.items()})
-        if streak.active or recently_active(streak, now):
-            last = streak.last_active_day
-            assert last is not None
+        last = in_use_on(streak, now)
+        if last is not None:
             return Verdict.active(
                 ref,
                 f"GPU utilisation {_pct(daily[last])} on {_day(last)} "
@@ -528,9 +527,8 @@ class Ec2GpuProbe:
                 for day in days
             }
         )
-        if streak.active or recently_active(streak, now):
-            last = streak.last_active_day
-            assert last is not None
+        last = in_use_on(streak, now)
+        if last is not None:
             return Verdict.active(
                 ref,
                 f"CPU {_pct(cpu_daily.get(last, 0.0))}, network "

@@ -572,9 +572,8 @@ class EndpointProbe:
                 ref, f"no day on which all {n_variants} published metrics ({_SOURCE})"
             )
         streak = daily.daily_streak(by_day)
-        if streak.active or daily.recently_active(streak, now):
-            last = streak.last_active_day
-            assert last is not None
+        last = daily.in_use_on(streak, now)
+        if last is not None:
             return Verdict.active(
                 ref,
                 f"{total[last]:g} invocations on {_day(last)} across {n_variants} ({_SOURCE})",
@@ -631,9 +630,8 @@ class EndpointProbe:
             day: done.get(day, 0.0) > self._threshold or queued.get(day, 0.0) > 0 for day in seen
         }
         streak = daily.daily_streak(by_day)
-        if streak.active or daily.recently_active(streak, now):
-            last = streak.last_active_day
-            assert last is not None
+        last = daily.in_use_on(streak, now)
+        if last is not None:
             return Verdict.active(
                 ref,
                 f"{done.get(last, 0.0):g} asynchronous requests processed, backlog up to "

@@ -47,8 +47,8 @@ from janitor.evidence import (
     daily_bounds,
     daily_streak,
     idle_since,
+    in_use_on,
     is_stale,
-    recently_active,
 )
 from janitor.model import (
     Cloud,
@@ -334,9 +334,8 @@ class GceGpuProbe:
                 f"more than {STALE_AFTER.days} days ago (agent or VM silent)",
             )
         streak = daily_streak({day: value > self._gpu_pct for day, value in daily.items()})
-        if streak.active or recently_active(streak, now):
-            last = streak.last_active_day
-            assert last is not None
+        last = in_use_on(streak, now)
+        if last is not None:
             return Verdict.active(
                 ref,
                 f"GPU utilisation {_pct(daily[last])} on {_day(last)} ({source})",
@@ -389,9 +388,8 @@ class GceGpuProbe:
                 for day in days
             }
         )
-        if streak.active or recently_active(streak, now):
-            last = streak.last_active_day
-            assert last is not None
+        last = in_use_on(streak, now)
+        if last is not None:
             return Verdict.active(
                 ref,
                 f"CPU {_pct(cpu.get(last, 0.0) * 100)}, network {_mb(net.get(last, 0.0))} on "

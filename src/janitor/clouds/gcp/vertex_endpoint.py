@@ -46,8 +46,8 @@ from janitor.evidence import (
     daily_bounds,
     daily_streak,
     idle_since,
+    in_use_on,
     is_stale,
-    recently_active,
 )
 from janitor.model import (
     Cloud,
@@ -336,9 +336,8 @@ class VertexEndpointProbe:
                 f"{STALE_AFTER.days} days ago",
             )
         streak = daily_streak({day: counts.get(day, 0.0) > self._limit for day in days})
-        if streak.active or recently_active(streak, now):
-            last = streak.last_active_day
-            assert last is not None
+        last = in_use_on(streak, now)
+        if last is not None:
             return Verdict.active(
                 ref,
                 f"{counts.get(last, 0.0):g} predictions on {_day(last)} ({source})",

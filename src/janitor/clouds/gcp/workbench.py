@@ -45,8 +45,8 @@ from janitor.evidence import (
     daily_bounds,
     daily_streak,
     idle_since,
+    in_use_on,
     is_stale,
-    recently_active,
 )
 from janitor.model import (
     Cloud,
@@ -243,9 +243,8 @@ class WorkbenchProbe:
             )
         limit = self._cpu_pct / 100.0  # the metric is a 0-1 fraction
         streak = daily_streak({day: value > limit for day, value in cpu.items()})
-        if streak.active or recently_active(streak, now):
-            last = streak.last_active_day
-            assert last is not None
+        last = in_use_on(streak, now)
+        if last is not None:
             return Verdict.active(
                 ref,
                 f"CPU {cpu[last] * 100:.1f}% on {_day(last)} ({source})",
