@@ -276,3 +276,27 @@ def test_undeploy_retries_a_503_and_a_429(gcp_env: GcpDevServer) -> None:
     assert result.outcome is StopOutcome.STOPPED, result.message
     assert gcp_env.calls["aiplatform.endpoints.undeployModel"] == 2
     assert gcp_env.calls["aiplatform.endpoints.get"] == 2
+
+
+def test_restore_retries_the_traffic_split_patch_on_429_and_503(gcp_env: GcpDevServer) -> None:
+    name = endpoint(gcp_env, "1", model("a"), model("b", gpu=False))
+    before = gcp_env.endpoint(PROJECT, LOC, "1")
+    assert before is not None
+    old = [m["id"] for m in before["deployedModels"]]
+    scope().session.patch(
+        f"{gcp_env.url}/v1/{name}", params={"updateMask": "traffic_split"},
+        json={"trafficSplit": {old[0]: 60, old[1]: 40}},
+    ).raise_for_status()  # fmt: skip
+    gcp_env.reset_calls()
+    stopper = VertexEndpointStopper(scope(LOC, (LOC,)))
+    result = stop_now(stopper, scan(LOC, (LOC,))["ep-1"])
+    assert result.outcome is StopOutcome.STOPPED, result.message
+    assert result.restore is not None
+    gcp_env.rate_limit("aiplatform.endpoints.patch", retry_after=1)
+    gcp_env.outage("aiplatform.endpoints.patch", status=503)
+    stopper.restore(result.restore)
+    restored = gcp_env.endpoint(PROJECT, LOC, "1")
+    assert restored is not None
+    new = {m["displayName"]: m["id"] for m in restored["deployedModels"]}
+    assert restored["trafficSplit"] == {new["a"]: 60, new["b"]: 40}
+    assert gcp_env.calls["aiplatform.endpoints.patch"] == 3  # 429, 503, then done

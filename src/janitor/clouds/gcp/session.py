@@ -17,7 +17,9 @@ Retries: a 429 (honouring `Retry-After`, capped) and a 5xx are retried with expo
 a bounded number of times: `call()` / `with_retries()` for Compute client calls (the generated
 client's own default retry is switched off there), a urllib3 `Retry` on the session. On the
 session, a POST is retried on 429 and 503 only: an API answers those before it acts, while a
-500 may come after a non-idempotent change (a model deployed).
+500 may come after a non-idempotent change (a model deployed). A PATCH is retried like a GET:
+janitor's only PATCH sets an endpoint's traffic split to a whole target value, so sending it
+twice leaves the same split.
 """
 
 from __future__ import annotations
@@ -149,7 +151,7 @@ def aggregated_list_request(
 
 
 class _Retry(Retry):
-    """urllib3 retries: GET on 429 and 5xx, POST on 429 and 503; Retry-After capped."""
+    """urllib3 retries: GET and PATCH on 429 and 5xx, POST on 429 and 503; Retry-After capped."""
 
     def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
         if method.upper() == "POST" and status_code not in _POST_RETRY_STATUSES:
@@ -168,7 +170,7 @@ def session_retry(attempts: int = MAX_ATTEMPTS) -> Retry:
         read=0,
         status=attempts - 1,
         status_forcelist=RETRY_STATUSES,
-        allowed_methods=frozenset({"GET", "POST"}),
+        allowed_methods=frozenset({"GET", "POST", "PATCH"}),
         backoff_factor=BACKOFF_SECONDS,
         backoff_max=MAX_BACKOFF_SECONDS,
         respect_retry_after_header=True,
