@@ -310,6 +310,18 @@ def cmd_history(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_permissions(args: argparse.Namespace) -> int:
+    from janitor import permissions
+
+    if args.format == "aws-iam":
+        _emit(permissions.aws_iam_policy().rstrip("\n"), None)
+    elif args.format == "gcp-role":
+        _emit(permissions.gcp_custom_role(read_only=args.read_only).rstrip("\n"), None)
+    else:
+        _emit(permissions.markdown().rstrip("\n"), None)
+    return EXIT_OK
+
+
 def _summary(event: object) -> str:
     from janitor.model import AuditEvent
 
@@ -425,6 +437,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", choices=["table", "json"], default="table", help="output (default: table)"
     )
     p = command(
+        "permissions",
+        "print the cloud permissions each kind needs",
+        "Generated from the kinds' declarations: a table per cloud, or a role to create.",
+    )
+    p.add_argument(
+        "--format",
+        choices=["markdown", "aws-iam", "gcp-role"],
+        default="markdown",
+        help="markdown: a table per cloud (default); aws-iam: an IAM policy document; gcp-role: "
+        "a custom role file for `gcloud iam roles create --file`",
+    )
+    p.add_argument(
+        "--read-only",
+        action="store_true",
+        help="gcp-role: only what scan and dry runs need",
+    )
+    p = command(
         "demo",
         "run a full cycle against local emulators (no cloud)",
         "Needs the demo extras; nothing leaves this machine.",
@@ -444,6 +473,7 @@ COMMANDS = {
     "run": cmd_run,
     "restore": cmd_restore,
     "history": cmd_history,
+    "permissions": cmd_permissions,
     "demo": cmd_demo,
 }
 
