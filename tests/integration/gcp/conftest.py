@@ -13,8 +13,16 @@ from pathlib import Path
 import pytest
 
 from janitor.devserver.gcp import GcpDevServer, write_service_account_key
+from janitor.pricing import load_catalog
 
 PROJECT = "example-project"
+
+
+def list_price(service: str, sku: str, region: str = "us-central1") -> float:
+    """The shipped catalog's on-demand hourly price: expected costs follow the catalog."""
+    price = load_catalog().hourly(service, region, sku)
+    assert price is not None, (service, region, sku)
+    return price
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from google.api_core import exceptions as core_exceptions
+from tests.integration.gcp.conftest import list_price
 
 from janitor.clouds.base import RestoreFailed, stop_now
 from janitor.clouds.gcp import gce_gpu
@@ -116,7 +117,9 @@ def test_scan_lists_running_gpu_vms_with_region_zone_units_and_labels(
         {"service": "gce", "sku": "n1-standard-8", "count": 1},
         {"service": "gce-gpu", "sku": "nvidia-tesla-t4", "count": 1},
     ]
-    assert monthly_cost_usd(box) == pytest.approx((0.38 + 0.35) * 730)
+    assert monthly_cost_usd(box) == round(
+        (list_price("gce", "n1-standard-8") + list_price("gce-gpu", "nvidia-tesla-t4")) * 730, 2
+    )
     # Built-in GPUs are priced within the machine type, never twice.
     assert found["a100"].details["units"] == [
         {"service": "gce", "sku": "a2-highgpu-1g", "count": 1}

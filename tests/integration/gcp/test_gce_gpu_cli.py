@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import time_machine
 from tests.conftest import ALICE, SLACK_TOKEN
+from tests.integration.gcp.conftest import list_price
 
 from janitor import cli
 from janitor.clouds.gcp.gce_gpu import GPU_METRIC
@@ -88,7 +89,9 @@ def test_a_project_with_compute_disabled_is_an_error_and_the_rest_goes_on(
     assert rows["idle-t4"]["owner"] == "alice@example.com"  # through owners.map
     assert rows["unmapped-idle"]["owner"] == "bob"  # no mapping, no domain: as it is
     assert rows["busy-t4"]["status"] == "active"
-    assert rows["idle-t4"]["monthly_cost_usd"] == pytest.approx((0.38 + 0.35) * 730)
+    assert rows["idle-t4"]["monthly_cost_usd"] == round(
+        (list_price("gce", "n1-standard-8") + list_price("gce-gpu", "nvidia-tesla-t4")) * 730, 2
+    )
     (error,) = report["errors"]
     assert error["scope"] == OTHER
     assert "SERVICE_DISABLED" in error["message"]

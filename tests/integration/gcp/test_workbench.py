@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from google.api_core import exceptions as core_exceptions
+from tests.integration.gcp.conftest import list_price
 
 from janitor.clouds.base import RestoreFailed, stop_now
 from janitor.clouds.gcp.scope import GLOBAL, GcpScope
@@ -98,7 +99,9 @@ def test_scan_lists_active_instances_of_every_location_with_labels_units_and_reg
         {"service": "gce-gpu", "sku": "nvidia-tesla-t4", "count": 1},
     ]
     assert nb.details["creator"] == "owner@example.com"
-    assert monthly_cost_usd(nb) == pytest.approx((0.38 + 0.35) * 730)
+    assert monthly_cost_usd(nb) == round(
+        (list_price("gce", "n1-standard-8") + list_price("gce-gpu", "nvidia-tesla-t4")) * 730, 2
+    )
     # One list for every location: the regions filter is applied client-side.
     assert set(scan(("europe-west4",))) == {"eu-nb"}
     assert gcp_env.calls["notebooks.instances.list"] == 2

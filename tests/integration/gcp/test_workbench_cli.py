@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import time_machine
+from tests.integration.gcp.conftest import list_price
 
 from janitor import cli
 from janitor.clouds.gcp.workbench import CPU_METRIC
@@ -82,7 +83,7 @@ def test_scan_shows_the_advice_and_the_evidence(
     assert rows["tidy-nb"]["advice"] is None
     assert rows["lazy-nb"]["owner"] == "alice@example.com"
     assert rows["lazy-nb"]["region"] == "us-central1"
-    assert rows["lazy-nb"]["monthly_cost_usd"] == pytest.approx(0.38 * 730)
+    assert rows["lazy-nb"]["monthly_cost_usd"] == round(list_price("gce", "n1-standard-8") * 730, 2)
     assert seeded.calls["notebooks.instances.list"] == 1
     assert seeded.calls["monitoring.timeSeries.list"] == 1
 
