@@ -26,24 +26,22 @@ import importlib.util
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
 
+from harness import janitor_command, measure, scratch_dir, table, top_operations, version
 from janitor.devserver.aws import (
     ACCOUNT_ID,
     LEAKY_ENV_VARS,
@@ -528,65 +526,6 @@ def child_env(server: AwsDevServer, extra: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-@dataclass
-class Measured:
-    returncode: int
-    wall_s: float
-    peak_rss_mb: float
-    calls: Counter[str]
-    emulator_s: float
-    log: str
-
-
-# Runs the measured command as its only child and writes that child's wall time and peak RSS.
-# The indirection matters: a child's ru_maxrss starts from its parent's resident set at fork
-# (Linux carries the old mm's high-water mark over exec), and this process holds moto and the
-# whole seeded fleet. Forked from this small wrapper instead, the measured process starts near
-# the wrapper's ~10 MB and the figure is its own.
-_WRAPPER = """\
-import json, resource, subprocess, sys, time
-started = time.perf_counter()
-code = subprocess.call(sys.argv[2:])
-wall = time.perf_counter() - started
-usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-with open(sys.argv[1], "w") as out:
-    json.dump({"wall_s": wall, "peak_rss_bytes": usage.ru_maxrss * scale}, out)
-sys.exit(code)
-"""
-
-
-def measure(
-    server: TimedDevServer, argv: Sequence[str], env: Mapping[str, str], log: Path
-) -> Measured:
-    """Run `argv` in a fresh process; its wall time, peak RSS and the API calls it made."""
-    figures = log.with_suffix(".rusage.json")
-    wrapped = [sys.executable, "-I", "-c", _WRAPPER, str(figures), *argv]
-    server.reset_calls()
-    server.reset_busy()
-    with log.open("wb") as out:
-        returncode = subprocess.call(
-            wrapped, env=dict(env), stdin=subprocess.DEVNULL, stdout=out, stderr=out
-        )
-    calls, busy = server.calls, server.busy_s
-    measured = json.loads(figures.read_text(encoding="utf-8"))
-    return Measured(
-        returncode,
-        float(measured["wall_s"]),
-        float(measured["peak_rss_bytes"]) / (1024 * 1024),
-        calls,
-        busy,
-        log.read_text(encoding="utf-8", errors="replace"),
-    )
-
-
-def janitor_command() -> list[str]:
-    script = Path(sys.executable).parent / "janitor"
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-m", "janitor.cli"]
-
-
 def run_janitor(server: TimedDevServer, fleet: Fleet, workdir: Path) -> Run:
     tmp = Path(tempfile.mkdtemp(prefix=f"janitor-{fleet.size}-", dir=workdir))
     policy = tmp / "policy.yaml"
@@ -661,39 +600,10 @@ def run_custodian(server: TimedDevServer, fleet: Fleet, workdir: Path) -> Run:
 # -- the report ------------------------------------------------------------------------------
 
 
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]) -> str:
-    widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
-
-    def line(cells: Sequence[str]) -> str:
-        parts = [
-            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
-            for i, cell in enumerate(cells)
-        ]
-        return "  ".join(parts).rstrip()
-
-    rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(headers), rule, *(line(row) for row in rows)])
-
-
-def _top(calls: Counter[str], count: int) -> str:
-    top = calls.most_common(count)
-    text = ", ".join(f"{op} {n}" for op, n in top)
-    if rest := len(calls) - len(top):
-        text += f", +{rest} more op(s)"
-    return text
-
-
 def print_comparison(runs: Sequence[Run], fleet: Fleet, top: int) -> None:
     print(
         f"== API calls: {fleet.size:,} SageMaker endpoints ({len(fleet.idle)} idle), "
-        f"1 region, moto {_version('moto')} in-process =="
+        f"1 region, moto {version('moto')} in-process =="
     )
     headers = [
         "tool",
@@ -716,7 +626,7 @@ def print_comparison(runs: Sequence[Run], fleet: Fleet, top: int) -> None:
         ]
         for run in runs
     ]
-    print(_table(headers, rows, right={1, 2, 3, 4, 5}))
+    print(table(headers, rows, right={1, 2, 3, 4, 5}))
     print(
         "  (emulator s: time the local emulator spent answering, summed over requests; "
         "wall s includes it)"
@@ -724,7 +634,7 @@ def print_comparison(runs: Sequence[Run], fleet: Fleet, top: int) -> None:
     print()
     print(f"calls by operation (top {top}):")
     for run in runs:
-        print(f"  {run.tool}: {_top(run.calls, top)}")
+        print(f"  {run.tool}: {top_operations(run.calls, top)}")
     for run in runs:
         if run.note:
             print(f"  {run.tool} verdicts: {run.note}")
@@ -753,7 +663,7 @@ def print_memory(runs: Sequence[Run], idle: int) -> None:
         ]
         for run in runs
     ]
-    print(_table(headers, rows, right={0, 1, 2, 3, 4, 5}))
+    print(table(headers, rows, right={0, 1, 2, 3, 4, 5}))
     if len(runs) >= 2:
         first, last = runs[0], runs[-1]
         growth = last.peak_rss_mb - first.peak_rss_mb
@@ -812,12 +722,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-@contextmanager
-def _workdir() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="janitor-bench-") as tmp:
-        yield Path(tmp)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.endpoints < 1 or not 0 <= args.idle <= args.endpoints:
@@ -829,13 +733,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     idle = sorted(idle_indexes(args.endpoints, args.idle))
 
     print(
-        f"python {platform.python_version()}, janitor {_version('ml-janitor')}, "
-        f"c7n {_version('c7n') if custodian else 'not run'}, boto3 {_version('boto3')}, "
-        f"moto {_version('moto')}"
+        f"python {platform.python_version()}, janitor {version('ml-janitor')}, "
+        f"c7n {version('c7n') if custodian else 'not run'}, boto3 {version('boto3')}, "
+        f"moto {version('moto')}"
     )
     install_fast_cloudwatch()
     failures: list[Run] = []
-    with _workdir() as workdir, TimedDevServer() as server:
+    with scratch_dir() as workdir, TimedDevServer() as server:
         fleet = Fleet(now=datetime.now(UTC))
         grow_fleet(server, fleet, args.endpoints, idle, heartbeat=not args.no_heartbeat)
         print(f"seeded {fleet.size:,} endpoints in {fleet.seconds:.1f} s")

@@ -81,3 +81,20 @@ def test_without_the_gcp_libraries_gcp_is_skipped_not_a_crash(
     _, skipped, errors = provider.tasks(named)
     assert skipped == []
     assert [e.scope for e in errors] == ["proj-one"]
+
+
+def test_one_vertex_task_per_project_so_its_metrics_are_read_once_per_project(
+    gcp_env: GcpDevServer, tmp_path: Path
+) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(
+        "version: 1\ngcp:\n  projects: [proj-one]\n  regions: [us-central1, europe-west4]\n"
+        "rules:\n  - name: vertex\n    kind: gcp.vertex-endpoint\n",
+        encoding="utf-8",
+    )
+    tasks, skipped, errors = provider.tasks(load_policy(path, env={}))
+    assert (skipped, errors) == ([], [])
+    assert [(t.scope_id, t.region) for t in tasks] == [("proj-one", GLOBAL)]
+    scope = tasks[0].scope
+    assert isinstance(scope, GcpScope)
+    assert scope.regions == ("us-central1", "europe-west4")

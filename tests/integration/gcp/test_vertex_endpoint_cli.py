@@ -108,6 +108,28 @@ def test_scan_reports_each_endpoint_once_with_its_cost(
     assert seeded.calls["monitoring.timeSeries.list"] == 2  # predictions and replicas
 
 
+def test_with_regions_each_metric_is_still_one_query_per_project(
+    seeded: GcpDevServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    eu = "europe-west4"
+    seeded.add_endpoint(
+        PROJECT, eu, "eu", display_name="ep-eu", deployed_models=[model("c")],
+        created_at=NOW - timedelta(days=120),
+    )  # fmt: skip
+    seeded.add_daily(
+        PROJECT, REPLICAS_METRIC, resource_type=RESOURCE_TYPE,
+        resource_labels={"endpoint_id": "eu", "location": eu, "resource_container": PROJECT},
+        days={(NOW - timedelta(days=k)).date(): 1.0 for k in range(80)},
+    )  # fmt: skip
+    path = policy(tmp_path, f"[{LOC}, {eu}]")
+    code, report = run_json(capsys, "scan", "--policy", str(path))
+    assert code == 0, report["errors"]
+    rows = by_name(report)
+    assert rows["ep-idle"]["status"] == rows["ep-eu"]["status"] == "idle"
+    assert seeded.calls["monitoring.timeSeries.list"] == 2  # not 2 per region
+    assert seeded.calls["aiplatform.endpoints.list"] == 2  # each region of the policy once
+
+
 def test_warns_then_undeploys_then_restores_by_display_name(
     seeded: GcpDevServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

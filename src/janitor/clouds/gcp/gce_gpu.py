@@ -18,6 +18,9 @@ VM), daily buckets:
   fraction) ALIGN_MAX above `cpu_utilization_percent`/100, or network received + sent bytes
   (ALIGN_SUM, two queries) above `network_mb_per_day`. Queried only when some VM needs them.
 * No series at all: unknown. A failed query fails the scope (unknown, never idle).
+* With the policy's regions, each query keeps only the series of VMs in their zones
+  (`resource.labels.zone = starts_with("{region}-")`): the answer, and its pages, grow with the
+  VMs scanned, not with the whole project.
 
 Stop: `instances.stop`, then the zone operation is waited on with the scope's
 `ZoneOperationsClient` (same client options), a bounded number of times. A VM with a local SSD
@@ -260,6 +263,12 @@ class GceGpuScanner:
 # --- usage -----------------------------------------------------------------------------------
 
 
+def zone_filter(regions: Sequence[str]) -> str:
+    """A Monitoring filter clause that keeps the series of `gce_instance`s in `regions`."""
+    zones = " OR ".join(f'resource.labels.zone = starts_with("{region}-")' for region in regions)
+    return f"({zones})"
+
+
 def _day(value: datetime) -> str:
     return utc(value).strftime("%Y-%m-%d")
 
@@ -284,6 +293,8 @@ class GceGpuProbe:
         self._net_bytes = float(thresholds["network_mb_per_day"]) * 1e6
 
     def _query(self, query: MetricQuery, start: datetime, end: datetime) -> Daily:
+        if self._scope.regions:  # only the series of VMs in the policy's regions
+            query = replace(query, extra_filter=zone_filter(self._scope.regions))
         return daily_values(self._scope.session, self._scope.project, query, start, end)
 
     def usage(

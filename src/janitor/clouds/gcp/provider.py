@@ -6,8 +6,9 @@ a line in the report, unless the policy names projects (then each is an error), 
 
 Compute Engine lists a whole project in one aggregated list, so a GCE kind is one task per
 project, with the policy's regions (a rule's own `regions` first) applied as a zone filter.
-Other kinds are one task per region of the filter, or one project-wide task when the filter
-is empty (the kind then finds its locations itself).
+The kinds in `PROJECT_WIDE_KINDS` (today every GCP kind: their Monitoring queries are per
+project) are one task per project, the regions a filter; any other kind would be one task per
+region of the filter, or one project-wide task when the filter is empty.
 
 The GCP libraries (the `gcp` extra) are imported only here, when a policy names GCP: without
 them GCP is skipped with a line (an error for the projects a policy names), like no credentials.
@@ -26,7 +27,10 @@ from janitor.policy import Policy, Rule
 # Kinds listed project-wide (one aggregated list per project), filtered by region client-side.
 # gcp.workbench: Notebooks v2 lists every location of a project at once (location `-`), and its
 # one CPU query is per project anyway; a task per region would repeat both per region.
-PROJECT_WIDE_KINDS = frozenset({"gcp.gce-gpu", "gcp.workbench"})
+# gcp.vertex-endpoint: its Monitoring queries are per project (one per metric type), so a task
+# per region would send them once per region, each answering every region's endpoints; one task
+# lists the policy's regions among the locations the Locations API answers instead.
+PROJECT_WIDE_KINDS = frozenset({"gcp.gce-gpu", "gcp.vertex-endpoint", "gcp.workbench"})
 
 
 def _regions(policy: Policy, rule: Rule) -> tuple[str, ...]:

@@ -1,10 +1,11 @@
 """`gcp.vertex-endpoint`: Vertex AI online prediction endpoints with deployed models.
 
 Scan: `endpoints.list` per project and location (REST, `GET /v1/projects/{p}/locations/{l}/
-endpoints`, every page), kept when at least one model is deployed. A regional scope lists its
-own location; a project-wide scope (no region filter) lists every location the Vertex AI
-Locations API answers for the project. One finding per endpoint: `name` is the display name,
-`id` the full resource name.
+endpoints`, every page), kept when at least one model is deployed. A scan is one task per project
+(`provider.PROJECT_WIDE_KINDS`, so the Monitoring queries below are sent once per project): it
+lists every location the Vertex AI Locations API answers for the project that passes the
+policy's regions. A regional scope (a restore) lists its own location. One finding per endpoint:
+`name` is the display name, `id` the full resource name.
 
 Usage, batched per project through `monitoring.py` (one query per metric type, never one per
 endpoint), daily buckets grouped by the resource label `endpoint_id`:
