@@ -127,7 +127,7 @@ def run_demo(days: int = 10) -> int:
     with (
         tempfile.TemporaryDirectory(prefix="janitor-demo-") as tmp,
         AwsDevServer() as server,
-        GcpDevServer() as gcp,
+        GcpDevServer(operation_polls=1) as gcp,  # an operation: RUNNING, then DONE when polled
         SlackDevServer(token=DEMO_SLACK_TOKEN, users=users) as slack,
     ):
         gcp_fleet = demo_gcp_fleet()
