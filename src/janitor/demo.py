@@ -1,9 +1,14 @@
 """`janitor demo`: the whole product on this machine, with no cloud account and no network.
 
-Starts the AWS emulator (moto in server mode) and a local Slack Web API server, both on
-127.0.0.1 in this process, seeds a realistic ML fleet with histories in the past, shows the
-dry-run report, then plays the lifecycle over simulated days: notices, warnings and stops as the
-Slack messages owners receive, and a restore.
+Starts the AWS emulator (moto in server mode), the local GCP server (Compute Engine, Cloud
+Monitoring, Vertex AI and Notebooks REST APIs, reached through a generated service-account key
+whose token endpoint is that server) and a local Slack Web API server, all on 127.0.0.1 in this
+process, seeds a realistic ML fleet in an AWS account and a GCP project with histories in the
+past, shows the dry-run report, then plays the lifecycle over simulated days: notices, warnings
+and stops as the Slack messages owners receive, and restores.
+
+The policy is the embedded default one plus an `owners:` section: GCP label values cannot hold
+`@` or `.`, so the GCP project's owner labels are bare names that the policy maps.
 
 The simulated days are the process clock, faked in-process (time_machine): the emulators run in
 this process, so janitor's wall clock and the emulated cloud's move together, and `run --apply`
@@ -16,9 +21,10 @@ import csv
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -27,15 +33,26 @@ from rich.panel import Panel
 from rich.rule import Rule as RichRule
 
 from janitor import cli
+from janitor.policy import default_policy_text
 
 if TYPE_CHECKING:
-    from janitor.devserver.aws import AwsDevServer
-    from janitor.devserver.fleet import Fleet
     from janitor.devserver.slack import Received, SlackUser
 
 DEMO_REGION = "us-east-1"
+GCP_RESTORED = "summarizer-ab"  # the Vertex AI endpoint the demo restores (two models)
 DEMO_SLACK_TOKEN = "xoxb-demo-token"  # the local server's own; nothing real
 FALLBACK_CHANNEL = "#ml-spend"
+# Appended to the embedded default policy: how the GCP project's owner labels (bare names, as
+# GCP label values cannot hold "@" or ".") become Slack destinations. Applies to every cloud.
+DEMO_OWNERS_POLICY = """
+# janitor demo: GCP label values cannot hold "@" or ".", so owner labels are names mapped here.
+owners:
+  map:
+    vision-team: "#ml-vision"   # a team label: its channel
+  domain: example.com           # any other name: name@example.com
+"""
+# The GCP operations that change something (the local server's operation ids end in these).
+GCP_MUTATING = frozenset({"stop", "start", "patch", "deployModel", "undeployModel"})
 
 
 def demo_slack_users() -> tuple[SlackUser, ...]:
@@ -63,13 +80,15 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = old
 
 
+Publish = Callable[[datetime, datetime], int]  # publish the metrics of (since, until]
+
+
 class _SimulatedClock:
     """The demo's days: the process clock moved on (it keeps ticking: SDK retries sleep on it),
-    with the fleet's metrics published up to that moment."""
+    with every fleet's metrics published up to that moment."""
 
-    def __init__(self, server: AwsDevServer, fleet: Fleet, *, seeded_at: datetime) -> None:
-        self._server = server
-        self._fleet = fleet
+    def __init__(self, publishers: Sequence[Publish], *, seeded_at: datetime) -> None:
+        self._publishers = publishers
         self._seeded_at = seeded_at
         self._published_until = seeded_at
 
@@ -77,12 +96,11 @@ class _SimulatedClock:
     def on_day(self, day: int, hours: int = 1) -> Iterator[datetime]:
         import time_machine
 
-        from janitor.devserver.fleet import advance_fleet
-
         when = self._seeded_at + timedelta(days=day, hours=hours)
         with time_machine.travel(when, tick=True):
             if when > self._published_until:
-                advance_fleet(self._server, self._fleet, self._published_until, when)
+                for publish in self._publishers:
+                    publish(self._published_until, when)
                 self._published_until = when
         # Entered again so that the day's run starts at its hour, whatever publishing took.
         with time_machine.travel(when, tick=True):
@@ -91,13 +109,16 @@ class _SimulatedClock:
 
 def run_demo(days: int = 10) -> int:
     try:
+        import google.auth  # noqa: F401 - the GCP project's kinds need the gcp extra
         import time_machine  # noqa: F401 - the simulated days need it
 
         from janitor.devserver.aws import AwsDevServer
-        from janitor.devserver.fleet import demo_fleet, seed_fleet
+        from janitor.devserver.fleet import advance_fleet, demo_fleet, seed_fleet
+        from janitor.devserver.gcp import GcpDevServer, write_service_account_key
+        from janitor.devserver.gcp_fleet import advance_gcp_fleet, demo_gcp_fleet, seed_gcp_fleet
         from janitor.devserver.slack import SlackDevServer
     except ImportError as exc:
-        print(f"janitor demo needs the emulator extras: pip install 'ml-janitor[demo]' ({exc})")
+        print(f"janitor demo needs every extra: pip install 'ml-janitor[all]' ({exc})")
         return cli.EXIT_USAGE
 
     console = Console(highlight=False)
@@ -106,13 +127,27 @@ def run_demo(days: int = 10) -> int:
     with (
         tempfile.TemporaryDirectory(prefix="janitor-demo-") as tmp,
         AwsDevServer() as server,
+        GcpDevServer(operation_polls=1) as gcp,  # an operation: RUNNING, then DONE when polled
         SlackDevServer(token=DEMO_SLACK_TOKEN, users=users) as slack,
     ):
+        gcp_fleet = demo_gcp_fleet()
+        key_file = os.path.join(tmp, "gcp-service-account.json")
+        write_service_account_key(gcp, key_file, project=gcp_fleet.project)
+        policy_file = os.path.join(tmp, "policy.yaml")
+        with open(policy_file, "w", encoding="utf-8") as handle:
+            handle.write(default_policy_text() + DEMO_OWNERS_POLICY)
         env = {
             **server.env(DEMO_REGION),
+            # The machine's own Application Default Credentials are never used: the key file
+            # comes first, gcloud's configuration is an empty directory, no metadata server.
+            "GOOGLE_APPLICATION_CREDENTIALS": key_file,
+            "GOOGLE_CLOUD_PROJECT": gcp_fleet.project,
+            "JANITOR_GCP_API_ENDPOINT": gcp.url,
+            "CLOUDSDK_CONFIG": os.path.join(tmp, "gcloud"),
+            "NO_GCE_CHECK": "True",
             "JANITOR_STATE_URL": f"sqlite:///{tmp}/state.db",
             "JANITOR_REGIONS": DEMO_REGION,
-            "JANITOR_POLICY": "",
+            "JANITOR_POLICY": policy_file,
             "JANITOR_KILL_SWITCH": "",
             "SLACK_BOT_TOKEN": DEMO_SLACK_TOKEN,
             "JANITOR_SLACK_API_URL": slack.url,
@@ -122,17 +157,24 @@ def run_demo(days: int = 10) -> int:
         with _environment(env):
             console.print(RichRule("janitor demo"))
             console.print(
-                f"AWS emulator (moto, server mode) at {server.url}; a local Slack Web API "
-                f"server at {slack.url} (alice, bob and carol are in Slack, dave is not; "
-                f"fallback channel {FALLBACK_CHANNEL}); state in a temporary SQLite file; the "
-                "embedded default policy (notice at 30 idle days, warning at 53, stop at 60)."
+                f"AWS emulator (moto, server mode) at {server.url}; a local GCP server "
+                f"(Compute Engine, Cloud Monitoring, Vertex AI, Notebooks) at {gcp.url}, "
+                f"project {gcp_fleet.project}, reached with a generated service-account key; "
+                f"a local Slack Web API server at {slack.url} (alice, bob and carol are in "
+                f"Slack, dave is not; fallback channel {FALLBACK_CHANNEL}); state in a "
+                "temporary SQLite file; the embedded default policy (notice at 30 idle days, "
+                "warning at 53, stop at 60) with an owners: section for GCP's owner labels:"
             )
+            console.print(escape(DEMO_OWNERS_POLICY.strip("\n")), style="dim")
             fleet = demo_fleet(DEMO_REGION)
             seed_fleet(server, fleet, now)
+            seed_gcp_fleet(gcp, gcp_fleet, now)
             console.print(
-                f"Seeded {len(fleet.endpoints)} SageMaker endpoints, {len(fleet.notebooks)} "
-                f"notebook instances and {len(fleet.gpu_instances)} GPU instances with "
-                "their usage history.\n"
+                f"\nSeeded, with their usage history: AWS {len(fleet.endpoints)} SageMaker "
+                f"endpoints, {len(fleet.notebooks)} notebook instances and "
+                f"{len(fleet.gpu_instances)} GPU instances; GCP {len(gcp_fleet.gpu_vms)} GPU "
+                f"VMs, {len(gcp_fleet.endpoints)} Vertex AI endpoints and "
+                f"{len(gcp_fleet.workbench)} Workbench instances.\n"
             )
 
             console.print(RichRule("1. What is idle today: janitor scan (read-only)"))
@@ -142,11 +184,14 @@ def run_demo(days: int = 10) -> int:
             console.print(RichRule("2. The dry run changes nothing: janitor run"))
             console.print("$ janitor run   # no --apply: no stop, no message, no state\n")
             server.reset_calls()
+            gcp.reset_calls()
             cli.main(["run", "--format", "markdown", "--output", f"{tmp}/dry.md"])
-            writes = sum(n for op, n in server.calls.items() if _mutating(op))
+            aws_writes = sum(n for op, n in server.calls.items() if _mutating(op))
+            gcp_writes = sum(n for op, n in gcp.calls.items() if _gcp_mutating(op))
             console.print(
                 f"(report written to a file; {sum(server.calls.values())} AWS API calls, "
-                f"{writes} of them mutating; {len(slack.messages())} Slack messages)\n"
+                f"{aws_writes} of them mutating; {sum(gcp.calls.values())} GCP API calls, "
+                f"{gcp_writes} of them mutating; {len(slack.messages())} Slack messages)\n"
             )
 
             console.print(RichRule(f"3. The lifecycle over {days} simulated days"))
@@ -154,7 +199,13 @@ def run_demo(days: int = 10) -> int:
                 "(each day, this process's clock is moved a day on, the emulator's with it, and "
                 "the fleet's metrics go on: the idle stay idle, the busy stay busy)"
             )
-            clock = _SimulatedClock(server, fleet, seeded_at=now)
+            clock = _SimulatedClock(
+                (
+                    partial(advance_fleet, server, fleet),
+                    partial(advance_gcp_fleet, gcp, gcp_fleet, now),
+                ),
+                seeded_at=now,
+            )
             for day in range(days + 1):
                 with clock.on_day(day) as today:
                     console.print(
@@ -169,11 +220,13 @@ def run_demo(days: int = 10) -> int:
                     console.print(slack_panel(message, users))
 
             with clock.on_day(days, hours=2):
-                console.print(RichRule("4. Undo a stop: janitor restore"))
+                console.print(RichRule("4. Undo stops: janitor restore"))
                 console.print("$ janitor restore llm-summarizer-canary")
                 cli.main(["restore", "llm-summarizer-canary"])
                 console.print("\n$ janitor history llm-summarizer-canary")
                 cli.main(["history", "llm-summarizer-canary"])
+                console.print(f"\n$ janitor restore {GCP_RESTORED}   # a Vertex AI endpoint")
+                cli.main(["restore", GCP_RESTORED])
 
                 console.print(RichRule("5. The report after the simulated period"))
                 console.print("$ janitor scan\n")
@@ -213,6 +266,10 @@ def _plain(mrkdwn: str) -> str:
 def _mutating(operation: str) -> bool:
     verb = operation.rsplit(".", 1)[-1]
     return verb.startswith(("Create", "Delete", "Stop", "Start", "Update", "Put", "Add", "Tag"))
+
+
+def _gcp_mutating(operation: str) -> bool:
+    return operation.rsplit(".", 1)[-1] in GCP_MUTATING
 
 
 def _day_summary(csv_path: str) -> str:
