@@ -70,6 +70,22 @@ def test_one_query_per_metric_grouped_per_instance_max_across_gpus(
     assert server.calls["monitoring.timeSeries.list"] == 4
 
 
+def test_only_the_wanted_groups_are_kept_across_pages(small_pages: GcpDevServer) -> None:
+    for instance in ("111", "222", "333"):
+        small_pages.add_daily(
+            PROJECT, GPU.metric_type, resource_type="gce_instance",
+            resource_labels={"instance_id": instance, "zone": "us-central1-a"},
+            days=dict(zip(DAYS, [1.0, 2.0, 3.0, 4.0, 5.0], strict=True)),
+        )  # fmt: skip
+    found = daily_values(scope().session, PROJECT, GPU, START, END, wanted={"222", "444"})
+    assert set(found) == {"222"}
+    assert sorted(found["222"].values()) == [1.0, 2.0, 3.0, 4.0, 5.0]
+    # Days are shared keys, one object per day whichever series they came from.
+    again = daily_values(scope().session, PROJECT, GPU, START, END)
+    first, second = (sorted(again[i]) for i in ("111", "333"))
+    assert all(a is b for a, b in zip(first, second, strict=True))
+
+
 def test_sum_combines_series_of_one_group(gcp_env: GcpDevServer) -> None:
     query = MetricQuery(
         "compute.googleapis.com/instance/network/sent_bytes_count",

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -70,6 +70,11 @@ if TYPE_CHECKING:
     from janitor.policy import Rule
 
 KIND = "gcp.gce-gpu"
+
+
+def _instance_id(resource: Resource) -> str:
+    """The VM's numeric id: the `instance_id` label of its Cloud Monitoring series."""
+    return str(resource.details.get("instance_id"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,10 +297,14 @@ class GceGpuProbe:
         self._cpu_pct = float(thresholds["cpu_utilization_percent"])
         self._net_bytes = float(thresholds["network_mb_per_day"]) * 1e6
 
-    def _query(self, query: MetricQuery, start: datetime, end: datetime) -> Daily:
+    def _query(
+        self, query: MetricQuery, start: datetime, end: datetime, wanted: Collection[str]
+    ) -> Daily:
         if self._scope.regions:  # only the series of VMs in the policy's regions
             query = replace(query, extra_filter=zone_filter(self._scope.regions))
-        return daily_values(self._scope.session, self._scope.project, query, start, end)
+        return daily_values(
+            self._scope.session, self._scope.project, query, start, end, wanted=wanted
+        )
 
     def usage(
         self, resources: Sequence[Resource], window: Window, now: datetime
@@ -303,26 +312,27 @@ class GceGpuProbe:
         if not resources:
             return {}
         start, end = daily_bounds(window)
-        gpu = self._query(GPU_QUERY, start, end)
+        gpu = self._query(GPU_QUERY, start, end, {_instance_id(r) for r in resources})
 
         def gpu_days(resource: Resource) -> dict[datetime, float]:
-            return _in(gpu.get(str(resource.details.get("instance_id")), {}), start, end)
+            return _in(gpu.get(_instance_id(resource), {}), start, end)
 
         fallback = [r for r in resources if not gpu_days(r)]
         cpu: Daily = {}
         rx: Daily = {}
         tx: Daily = {}
         if fallback:  # one query per metric type, only when some VM has no GPU series
-            cpu = self._query(CPU_QUERY, start, end)
-            rx = self._query(RX_QUERY, start, end)
-            tx = self._query(TX_QUERY, start, end)
+            ids = {_instance_id(r) for r in fallback}  # and only their series are kept
+            cpu = self._query(CPU_QUERY, start, end, ids)
+            rx = self._query(RX_QUERY, start, end, ids)
+            tx = self._query(TX_QUERY, start, end, ids)
         verdicts: dict[str, Verdict] = {}
         for resource in resources:
             days = gpu_days(resource)
             if days:
                 verdicts[resource.ref.key] = self._gpu_verdict(resource, days, window, now)
                 continue
-            instance_id = str(resource.details.get("instance_id"))
+            instance_id = _instance_id(resource)
             net: dict[datetime, float] = {}
             for series in (rx.get(instance_id, {}), tx.get(instance_id, {})):
                 for day, value in _in(series, start, end).items():

@@ -13,13 +13,18 @@ for a Vertex endpoint): group -> day (the start of the UTC day bucket) -> value,
 one group combined per day by max (several GPUs of one VM) or sum (several deployed models of
 one endpoint). A day with no point in any series of a group is absent, not zero.
 
+Memory stays proportional to the resources judged, not to the project: a query names the groups
+it wants (`wanted`), every other series is dropped as its page is read, pages are read one at a
+time, and the day keys are shared (a window has a few dozen distinct days, not one object per
+point).
+
 Errors are raised as the session's exceptions (`google.api_core` errors, through `checked`), so
 the caller's scope fails: unknown, never idle.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -81,10 +86,9 @@ def _value(typed: Mapping[str, Any]) -> float | None:
     return None
 
 
-def _day_of(point: Mapping[str, Any]) -> datetime:
+def _day_of(end_time: str) -> datetime:
     """The UTC day a daily-aligned point belongs to: its bucket ends at `interval.endTime`."""
-    end = _parse_time(str(point["interval"]["endTime"]))
-    start = end - DAY
+    start = _parse_time(end_time) - DAY
     return start.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
@@ -94,9 +98,12 @@ def daily_values(
     query: MetricQuery,
     start: datetime,
     end: datetime,
+    *,
+    wanted: Collection[str] | None = None,
 ) -> Daily:
     """Every series of `query` in `project` between `start` and `end` (whole UTC days: pass
-    `janitor.evidence.daily_bounds(window)`), aligned per day, grouped by `query.group_by`.
+    `janitor.evidence.daily_bounds(window)`), aligned per day, grouped by `query.group_by`;
+    with `wanted`, only those groups are kept.
 
     One query: the request is sent once and its pages are followed. Raises the API's error
     (`google.api_core.exceptions.GoogleAPICallError`) or the transport's.
@@ -110,20 +117,25 @@ def daily_values(
         "aggregation.perSeriesAligner": query.aligner,
         "pageSize": str(MAX_PAGE_SIZE),
     }
+    keep = None if wanted is None else frozenset(wanted)
     out: Daily = {}
+    day_of: dict[str, datetime] = {}  # interval.endTime -> its day, one object per day
     while True:
         body = checked(session.get(url, params=params))
         for series in body.get("timeSeries", []):
             labels: Mapping[str, str] = series.get("resource", {}).get("labels", {})
             group = labels.get(query.group_by)
-            if group is None:
+            if group is None or (keep is not None and str(group) not in keep):
                 continue
             days = out.setdefault(str(group), {})
             for point in series.get("points", []):
                 value = _value(point.get("value", {}))
                 if value is None:
                     continue
-                day = _day_of(point)
+                end_time = str(point["interval"]["endTime"])
+                day = day_of.get(end_time)
+                if day is None:
+                    day = day_of[end_time] = _day_of(end_time)
                 if day not in days:
                     days[day] = value
                 elif query.combine == "max":
@@ -134,3 +146,4 @@ def daily_values(
         if not token:
             return out
         params["pageToken"] = str(token)
+        del body  # one page in memory at a time

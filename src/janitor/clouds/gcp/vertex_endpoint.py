@@ -30,7 +30,7 @@ the recorded split put back with `endpoints.patch` (`updateMask=trafficSplit`).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -276,8 +276,12 @@ class VertexEndpointProbe:
         self._scope = scope
         self._limit = float(thresholds.get("predictions_per_day", 0.0))
 
-    def _query(self, query: MetricQuery, start: datetime, end: datetime) -> Daily:
-        return daily_values(self._scope.session, self._scope.project, query, start, end)
+    def _query(
+        self, query: MetricQuery, start: datetime, end: datetime, wanted: Collection[str]
+    ) -> Daily:
+        return daily_values(
+            self._scope.session, self._scope.project, query, start, end, wanted=wanted
+        )
 
     def usage(
         self, resources: Sequence[Resource], window: Window, now: datetime
@@ -285,15 +289,17 @@ class VertexEndpointProbe:
         if not resources:
             return {}
         start, end = daily_bounds(window)
-        predictions = self._query(PREDICTIONS_QUERY, start, end)
-        replicas = self._query(REPLICAS_QUERY, start, end)
 
         def key(resource: Resource) -> str:
             return str(resource.details.get("endpoint_id"))
 
+        ids = {key(r) for r in resources}
+        predictions = self._query(PREDICTIONS_QUERY, start, end, ids)
+        replicas = self._query(REPLICAS_QUERY, start, end, ids)
         cpu: Daily = {}
-        if any(not _in(replicas.get(key(r), {}), start, end) for r in resources):
-            cpu = self._query(CPU_QUERY, start, end)  # one more query, only when needed
+        silent = {key(r) for r in resources if not _in(replicas.get(key(r), {}), start, end)}
+        if silent:
+            cpu = self._query(CPU_QUERY, start, end, silent)  # one more query, only when needed
         verdicts: dict[str, Verdict] = {}
         for resource in resources:
             beat = _in(replicas.get(key(resource), {}), start, end)

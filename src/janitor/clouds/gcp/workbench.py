@@ -199,7 +199,10 @@ class WorkbenchProbe:
         if not resources:
             return {}
         start, end = daily_bounds(window)
-        cpu = daily_values(self._scope.session, self._scope.project, CPU_QUERY, start, end)
+        ids = {str(r.details.get("instance_id") or "") for r in resources} - {""}
+        cpu = daily_values(
+            self._scope.session, self._scope.project, CPU_QUERY, start, end, wanted=ids
+        )
         verdicts: dict[str, Verdict] = {}
         for resource in resources:
             instance_id = str(resource.details.get("instance_id") or "")
