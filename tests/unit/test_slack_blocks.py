@@ -22,6 +22,7 @@ from janitor.model import (
     Verdict,
 )
 from janitor.notify.base import Digest, DigestItem
+from janitor.notify.render import render_text
 from janitor.notify.slack_blocks import (
     MAX_BLOCKS,
     MAX_SECTION_TEXT,
@@ -43,9 +44,12 @@ def item(
     cost: float | None = 100.0,
     evidence: str = "0 invocations",
     stop_due: datetime | None = None,
+    advice: str | None = None,
 ) -> DigestItem:
     ref = ResourceRef(Cloud.AWS, "aws.sagemaker-endpoint", "123456789012", "us-east-1", name)
-    resource = Resource(ref=ref, name=name, state="InService", created_at=NOW - timedelta(90))
+    resource = Resource(
+        ref=ref, name=name, state="InService", created_at=NOW - timedelta(90), advice=advice
+    )
     verdict = Verdict.idle(ref, NOW - timedelta(days=60), evidence, confidence=Confidence.HIGH)
     decision = Decision(ref, stage, Status.IDLE, "idle", idle_days=60.0, stop_due=stop_due)
     outcome = StopOutcome.STOPPED if stage is Action.STOP else None
@@ -89,6 +93,20 @@ def test_one_digest_names_every_resource_with_its_stage() -> None:
     assert "stops on Mon 30 Nov 2026 09:00 UTC" in text
     assert "janitor-exempt=true" in text
     assert "1 to be stopped, 1 stopped, 1 idle" in message.text
+
+
+def test_the_owner_sees_the_advice_of_a_resource_that_has_one() -> None:
+    tip = "idle shutdown is off: set idle-timeout-seconds <@U123>"
+    digest = Digest(
+        "alice@example.com", (item("nb", Action.NOTIFY, advice=tip), item("ep", Action.NOTIFY)), NOW
+    )
+    (message,) = digest_messages(digest, zone=UTC, exempt_tag="janitor-exempt")
+    sections = [b["text"]["text"] for b in message.blocks if b.get("type") == "section"]
+    with_tip = [text for text in sections if "Tip: idle shutdown is off" in text]
+    assert len(with_tip) == 1
+    assert "*nb*" in with_tip[0]
+    assert "<@U123>" not in with_tip[0]  # a cloud's value never pings anyone
+    assert "tip: idle shutdown is off" in render_text(digest)
 
 
 def test_the_stop_date_is_in_the_owners_time_zone() -> None:

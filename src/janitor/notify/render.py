@@ -68,6 +68,8 @@ def item_line(item: DigestItem) -> str:
         parts.append(f"stops on {f.decision.stop_due.astimezone(UTC):%Y-%m-%d %H:%M} UTC")
     if item.stage is Action.STOP:
         parts.append(f"undo: {restore_command(ref)}")
+    if f.resource.advice:
+        parts.append(f"tip: {f.resource.advice}")
     return " | ".join(parts)
 
 

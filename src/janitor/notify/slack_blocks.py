@@ -102,6 +102,8 @@ def item_text(item: DigestItem, zone: tzinfo) -> str:
     lines.append(" · ".join(facts))
     if f.verdict.evidence:
         lines.append(f"_{literal(_clip(f.verdict.evidence, 300))}_")
+    if f.resource.advice:
+        lines.append(f"Tip: {literal(_clip(f.resource.advice, 300))}")
     if item.stage is Action.STOP:
         lines.append(f"Undo: {code(restore_command(ref))}")
     return _clip("\n".join(lines), MAX_SECTION_TEXT)
