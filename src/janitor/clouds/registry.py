@@ -213,6 +213,7 @@ KINDS: dict[str, KindSpec] = {spec.name: spec for spec in _SPECS}
 PROVIDERS: dict[Cloud, str] = {
     Cloud.AWS: "janitor.clouds.aws.provider",
     Cloud.GCP: "janitor.clouds.gcp.provider",
+    Cloud.AZURE: "janitor.clouds.azure.provider",
 }
 
 
