@@ -21,6 +21,7 @@ Every client is built with the same options (`client_options`):
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -77,6 +78,9 @@ def load_credentials() -> AzureCredentials:
     cached by the credential); `NoCredentials` when the chain has none."""
     endpoint = arm_endpoint()
     scope = token_scope(endpoint)
+    # azure-identity logs every failed credential of the chain as a multi-line WARNING; janitor
+    # reports the outcome itself, in one line (skipped, or the scope's error).
+    logging.getLogger("azure.identity").setLevel(logging.ERROR)
     credential = DefaultAzureCredential()
     try:
         credential.get_token(scope)
