@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from azure.core.exceptions import HttpResponseError
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from tests.integration.azure.conftest import OTHER_SUBSCRIPTION, SUBSCRIPTION
 
 from janitor.clouds.azure import session
@@ -108,3 +108,30 @@ def test_a_zero_retry_after_polls_at_janitors_interval_not_the_sdk_default(
         waiter.join(timeout=20)
         assert not waiter.is_alive(), "polling waited the SDK's 30 s default"
         assert server.compute.power_state(SUBSCRIPTION, RG, "vm") == "deallocated"
+
+
+def test_the_arm_pipeline_client_calls_and_polls_like_the_sdks(
+    azure_env: AzureDevServer, quick_backoff: None
+) -> None:
+    """For ARM operations without a management SDK call: the same credential, retries and
+    long-running-operation polling (here on Compute paths the server serves)."""
+    azure_env.compute.add_vm(SUBSCRIPTION, "vm")
+    client = session.arm_pipeline_client(session.load_credentials())
+    vm_path = (
+        f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RG}/providers/"
+        "Microsoft.Compute/virtualMachines/vm"
+    )
+    azure_env.rate_limit("VirtualMachines_Get", times=1, retry_after=1)
+    got = session.arm_request(client, "GET", vm_path, api_version="2024-07-01")
+    assert got.json()["name"] == "vm"
+    assert azure_env.calls["VirtualMachines_Get"] == 2  # the 429 was retried
+    poller = session.arm_begin(client, "POST", f"{vm_path}/deallocate", api_version="2024-07-01")
+    assert poller.result() is None
+    assert azure_env.compute.power_state(SUBSCRIPTION, RG, "vm") == "deallocated"
+    assert azure_env.calls["AsyncOperation_Get"] == 2
+    with pytest.raises(ResourceNotFoundError):
+        session.arm_request(client, "GET", vm_path + "-gone", api_version="2024-07-01")
+    azure_env.compute.fail_next_operation(SUBSCRIPTION, RG, "vm", code="Conflict")
+    failing = session.arm_begin(client, "POST", f"{vm_path}/start", api_version="2024-07-01")
+    with pytest.raises(HttpResponseError, match="Conflict"):
+        failing.result()

@@ -128,6 +128,23 @@ def test_every_vm_past_the_tenth_gets_a_verdict_with_one_call_per_region(
     assert azure_env.calls["Metrics_ListAtSubscriptionScope"] == 2
 
 
+def test_429_and_503_on_listing_and_metrics_are_retried(
+    azure_env: AzureDevServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from janitor.clouds.azure import session
+
+    monkeypatch.setattr(session, "BACKOFF_SECONDS", 0.01)
+    add(azure_env, "idle")
+    azure_env.rate_limit("VirtualMachines_ListAll", times=1, retry_after=1)
+    azure_env.rate_limit("Metrics_ListAtSubscriptionScope", times=1, retry_after=1)
+    azure_env.outage("Metrics_ListAtSubscriptionScope", times=1)
+    h = handlers(tmp_path)
+    (verdict,) = h.probe.usage(list(h.scanner.scan()), WINDOW, NOW).values()
+    assert verdict.status is Status.IDLE
+    assert azure_env.calls["VirtualMachines_ListAll"] == 2
+    assert azure_env.calls["Metrics_ListAtSubscriptionScope"] == 3
+
+
 def test_idle_streak_starts_at_the_latest_evidence_and_says_which(
     azure_env: AzureDevServer, tmp_path: Path
 ) -> None:

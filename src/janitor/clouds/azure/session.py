@@ -26,16 +26,25 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceNotFoundError,
+)
 from azure.core.pipeline.policies import RetryPolicy
 from azure.identity import DefaultAzureCredential
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
     from azure.core.pipeline import PipelineResponse
+    from azure.core.polling import LROPoller
+    from azure.core.rest import HttpRequest, HttpResponse
     from azure.mgmt.compute import ComputeManagementClient
+    from azure.mgmt.core import ARMPipelineClient
     from azure.mgmt.monitor import MonitorManagementClient
     from azure.mgmt.resource.subscriptions import SubscriptionClient
+
+    ArmClient = ARMPipelineClient[HttpRequest, HttpResponse]
 
 ENDPOINT_ENV = "JANITOR_AZURE_ARM_ENDPOINT"
 AUDIENCE_ENV = "JANITOR_AZURE_ARM_AUDIENCE"
@@ -141,6 +150,97 @@ def monitor_client(credentials: AzureCredentials, subscription: str) -> MonitorM
     return MonitorManagementClient(
         credentials.credential, subscription, **client_options(credentials)
     )
+
+
+def arm_pipeline_client(credentials: AzureCredentials) -> ArmClient:
+    """azure-mgmt-core's ARM pipeline client with the policies the generated management clients
+    use (request id, user agent, redirects, janitor's retry policy, ARM's bearer-token challenge
+    policy with the same credential and scope, ARM logging), for ARM operations no management
+    SDK serves as janitor needs them. Use it with `arm_request` and `arm_begin`."""
+    from azure.core.pipeline import policies
+    from azure.mgmt.core import ARMPipelineClient
+    from azure.mgmt.core.policies import (
+        ARMAutoResourceProviderRegistrationPolicy,
+        ARMChallengeAuthenticationPolicy,
+        ARMHttpLoggingPolicy,
+    )
+
+    chain: list[Any] = [
+        policies.RequestIdPolicy(),
+        policies.HeadersPolicy(),
+        policies.UserAgentPolicy(sdk_moniker="ml-janitor"),
+        policies.ProxyPolicy(),
+        policies.ContentDecodePolicy(),
+        ARMAutoResourceProviderRegistrationPolicy(),
+        policies.RedirectPolicy(),
+        retry_policy(),
+        ARMChallengeAuthenticationPolicy(credentials.credential, credentials.scope),
+        policies.CustomHookPolicy(),
+        policies.NetworkTraceLoggingPolicy(),
+        policies.DistributedTracingPolicy(),
+        ARMHttpLoggingPolicy(),
+    ]
+    return ARMPipelineClient(base_url=credentials.endpoint, policies=chain)
+
+
+def _request(client: ArmClient, method: str, path: str, api_version: str, body: Any = None) -> Any:
+    from azure.core.rest import HttpRequest
+
+    url = client.format_url(path)
+    return HttpRequest(method, url, params={"api-version": api_version}, json=body)
+
+
+def arm_request(
+    client: ArmClient,
+    method: str,
+    path: str,
+    *,
+    api_version: str,
+    body: Any = None,
+) -> HttpResponse:
+    """One ARM call (`path` relative to the endpoint, e.g. `/subscriptions/...`); an error
+    status raises `HttpResponseError` (`ResourceNotFoundError` for 404) with ARM's error code."""
+    from azure.core.exceptions import map_error
+    from azure.mgmt.core.exceptions import ARMErrorFormat
+
+    response: HttpResponse = client.send_request(_request(client, method, path, api_version, body))
+    if response.status_code >= 400:
+        map_error(response.status_code, response, {404: ResourceNotFoundError})
+        raise HttpResponseError(response=response, error_format=ARMErrorFormat)
+    return response
+
+
+def arm_begin(
+    client: ArmClient,
+    method: str,
+    path: str,
+    *,
+    api_version: str,
+    body: Any = None,
+) -> LROPoller[Any]:
+    """Start an ARM long-running operation and poll it as the management SDKs do (ARMPolling:
+    Azure-AsyncOperation, Location, the final GET), at the service's Retry-After with
+    janitor's `POLL_SECONDS` floor. `.result()` is the final body (parsed JSON) or None."""
+    from azure.core.exceptions import map_error
+    from azure.core.polling import LROPoller
+    from azure.mgmt.core.exceptions import ARMErrorFormat
+    from azure.mgmt.core.polling.arm_polling import ARMPolling
+
+    # `_return_pipeline_response`: azure-core's way to get the PipelineResponse an LROPoller
+    # starts from (what the generated clients get from `_pipeline.run`).
+    initial: Any = client.send_request(
+        _request(client, method, path, api_version, body), _return_pipeline_response=True
+    )
+    response = initial.http_response
+    if response.status_code >= 400:
+        map_error(response.status_code, response, {404: ResourceNotFoundError})
+        raise HttpResponseError(response=response, error_format=ARMErrorFormat)
+
+    def deserialize(pipeline_response: PipelineResponse[Any, Any]) -> Any:
+        final = pipeline_response.http_response
+        return final.json() if final.text() else None
+
+    return LROPoller(client, initial, deserialize, ARMPolling(POLL_SECONDS))
 
 
 # Subscription states that can be read (Disabled and Deleted cannot).

@@ -185,8 +185,14 @@ class VmGpuScanner:
                     f"VM {vm.name}: no power state in {LIST_ATTEMPTS} listings, not scanned"
                 )
                 continue
-            if state in FINDING_STATES:
-                yield self._resource(vm, state, per_region[str(vm.location or "").lower()])
+            if state not in FINDING_STATES:
+                continue
+            if vm.time_created is None and provisioning_time(vm) is None:
+                self.scan_warnings.append(
+                    f"VM {vm.name}: neither timeCreated nor a status time, not scanned"
+                )
+                continue
+            yield self._resource(vm, state, per_region[str(vm.location or "").lower()])
 
     def _wanted(self, vm: VirtualMachine) -> bool:
         return is_gpu_size(_size(vm)) and self._scope.in_regions(str(vm.location or ""))
@@ -201,7 +207,8 @@ class VmGpuScanner:
         created = utc(vm.time_created) if vm.time_created is not None else None
         provisioned = provisioning_time(vm)
         floor = created or provisioned
-        assert floor is not None, f"VM {vm.name} has neither timeCreated nor a status time"
+        if floor is None:  # checked by `scan`
+            raise ValueError(f"VM {vm.name} has neither timeCreated nor a status time")
         return Resource(
             ref=ResourceRef(Cloud.AZURE, KIND, self._scope.subscription, region, vm_id),
             name=str(vm.name),
