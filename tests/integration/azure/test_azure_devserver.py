@@ -226,3 +226,37 @@ def test_a_day_without_data_has_a_timestamp_only_and_an_unpublished_namespace_is
             filter="Microsoft.ResourceId eq '*'",
         )
     assert missing.value.status_code == 400
+
+
+def test_metrics_split_by_a_dimension_and_combine_without_one(azure_env: AzureDevServer) -> None:
+    """What Azure ML endpoint metrics need: series per resource and `deployment`, or combined
+    over the deployments when the filter does not split by it."""
+    endpoint = (
+        f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RG}/providers/"
+        "Microsoft.MachineLearningServices/workspaces/ws/onlineEndpoints/ep"
+    )
+    namespace = "Microsoft.MachineLearningServices/workspaces/onlineEndpoints"
+    day = (TODAY - timedelta(days=1)).date()
+    for deployment, value in (("blue", 3.0), ("green", 4.0)):
+        azure_env.monitor.add_daily(
+            endpoint, "RequestsPerMinute", {day: value}, namespace=namespace,
+            dimensions={"deployment": deployment},
+        )  # fmt: skip
+    metrics = clients(azure_env)["monitor"].metrics
+    timespan = f"{(TODAY - timedelta(days=1)).isoformat()}/{TODAY.isoformat()}"
+
+    def series(filter: str) -> list[tuple[list[str | None], float | None]]:
+        (metric,) = metrics.list_at_subscription_scope(
+            region="eastus", metricnamespace=namespace, metricnames="RequestsPerMinute",
+            interval="P1D", aggregation="total", timespan=timespan, filter=filter, top=50,
+        ).value  # fmt: skip
+        return [
+            ([m.value for m in ts.metadatavalues], ts.data[0].total) for ts in metric.timeseries
+        ]
+
+    assert series("Microsoft.ResourceId eq '*' and deployment eq '*'") == [
+        ([endpoint, "blue"], 3.0),
+        ([endpoint, "green"], 4.0),
+    ]
+    assert series("Microsoft.ResourceId eq '*'") == [([endpoint], 7.0)]
+    assert series("Microsoft.ResourceId eq '*' and deployment eq 'green'") == [([endpoint], 4.0)]
