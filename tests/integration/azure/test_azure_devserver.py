@@ -230,20 +230,27 @@ def test_a_day_without_data_has_a_timestamp_only_and_an_unpublished_namespace_is
 
 def test_metrics_split_by_a_dimension_and_combine_without_one(azure_env: AzureDevServer) -> None:
     """What Azure ML endpoint metrics need: series per resource and `deployment`, or combined
-    over the deployments when the filter does not split by it."""
+    over the deployments when the filter does not split by it; and a resource type that the
+    subscription scope does not serve until enabled."""
     endpoint = (
         f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RG}/providers/"
         "Microsoft.MachineLearningServices/workspaces/ws/onlineEndpoints/ep"
     )
     namespace = "Microsoft.MachineLearningServices/workspaces/onlineEndpoints"
+    metrics = clients(azure_env)["monitor"].metrics
+    timespan = f"{(TODAY - timedelta(days=1)).isoformat()}/{TODAY.isoformat()}"
+    with pytest.raises(HttpResponseError, match="not enabled for Cross Resource metrics"):
+        metrics.list_at_subscription_scope(
+            region="eastus", metricnamespace=namespace, metricnames="RequestsPerMinute",
+            interval="P1D", aggregation="total", timespan=timespan,
+        )  # fmt: skip
+    azure_env.monitor.enable_cross_resource(namespace)
     day = (TODAY - timedelta(days=1)).date()
     for deployment, value in (("blue", 3.0), ("green", 4.0)):
         azure_env.monitor.add_daily(
             endpoint, "RequestsPerMinute", {day: value}, namespace=namespace,
             dimensions={"deployment": deployment},
         )  # fmt: skip
-    metrics = clients(azure_env)["monitor"].metrics
-    timespan = f"{(TODAY - timedelta(days=1)).isoformat()}/{TODAY.isoformat()}"
 
     def series(filter: str) -> list[tuple[list[str | None], float | None]]:
         (metric,) = metrics.list_at_subscription_scope(

@@ -15,7 +15,9 @@ and `SSL_CERT_FILE`). `env()` is the whole environment a test or the demo sets.
   VM's instance-view statuses; pages with `nextLink`), get (`$expand=instanceView`), instance
   view, and deallocate / start / powerOff as long-running operations.
 * Monitor (`monitor`, `MonitorService`): Metrics - List At Subscription Scope and Metrics - List,
-  with the real `top` semantics (10 series by default).
+  with the real `top` semantics (10 series by default); the subscription scope serves VMs only
+  until `monitor.enable_cross_resource(resource_type)` (Azure does not document which types it
+  serves: a test says which it assumes).
 
 Long-running operations (`ArmDevServer.start_operation`) answer 202 with
 `Azure-AsyncOperation`, `Location` and `Retry-After: 1`; `InProgress` on the first poll,

@@ -16,6 +16,10 @@ Semantics modelled on the REST reference:
 * Every day of the `timespan` has a data point; a day without data has `timeStamp` only.
 * A namespace that holds no metrics in the region (a custom namespace nobody publishes, such as
   an in-guest agent's), or a metric the namespace does not define, is a 400 `BadRequest`.
+* Subscription scope serves only resource types enabled for "Cross Resource metrics"; Azure
+  does not document which are. Virtual machines are (`CROSS_RESOURCE_TYPES`); any other type
+  answers 400 `Resource type: ... not enabled for Cross Resource metrics` unless a test enables
+  it with `enable_cross_resource`.
 """
 
 from __future__ import annotations
@@ -57,6 +61,10 @@ PLATFORM_METRICS: dict[str, dict[str, str]] = {
         "GpuUtilizationPercentage": "Percent",
     },
 }
+
+
+# Resource types (lower case) the subscription-scope API serves by default.
+CROSS_RESOURCE_TYPES = frozenset({"microsoft.compute/virtualmachines"})
 
 
 @dataclass
@@ -131,6 +139,7 @@ class MonitorService:
         self._metrics: dict[str, dict[str, str]] = {
             ns: dict(names) for ns, names in PLATFORM_METRICS.items()
         }
+        self._cross_resource: set[str] = set(CROSS_RESOURCE_TYPES)
         server.route(
             "GET",
             r"/subscriptions/(?P<subscription>[^/]+)/providers/Microsoft\.Insights/metrics",
@@ -146,6 +155,12 @@ class MonitorService:
         )
 
     # -- seeding -------------------------------------------------------------------------------
+
+    def enable_cross_resource(self, resource_type: str) -> None:
+        """Let subscription-scope queries serve `resource_type` (e.g.
+        "Microsoft.MachineLearningServices/workspaces/onlineEndpoints")."""
+        with self._server.lock:
+            self._cross_resource.add(resource_type.lower())
 
     def register_metric(self, namespace: str, metric: str, unit: str = "Count") -> None:
         """Make `metric` known in `namespace` (platform metrics are known already)."""
@@ -219,6 +234,16 @@ class MonitorService:
                 and s.region == region.lower()
                 and s.namespace == namespace.lower()
             ]
+            types = {_namespace_of(s.resource_id).lower() for s in candidates}
+            if not candidates and namespace.lower() in PLATFORM_METRICS:
+                types = {namespace.lower()}
+            refused = sorted(types - self._cross_resource)
+        if refused:
+            raise ArmError(
+                400,
+                "BadRequest",
+                f"Resource type: {refused[0]} not enabled for Cross Resource metrics",
+            )
         return self._answer(
             request, namespace, candidates, f"/subscriptions/{request.params['subscription']}",
             region,
