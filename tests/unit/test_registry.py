@@ -43,6 +43,17 @@ def test_the_shipped_iam_policy_grants_every_declared_permission() -> None:
     assert needed - granted == set()
 
 
+def test_the_shipped_azure_role_grants_every_declared_action() -> None:
+    document = json.loads((ROOT / "deploy/iam/janitor-azure-role.json").read_text())
+    granted = set(document["Actions"])
+    needed = {
+        p for spec in KINDS.values() if spec.cloud.value == "azure"
+        for p in (*spec.read_permissions, *spec.action_permissions)
+    }  # fmt: skip
+    assert needed
+    assert needed - granted == set()
+
+
 def test_the_default_policy_turns_on_every_kind() -> None:
     policy = load_policy(ROOT / "policies/default.yaml", env={})
     assert {r.kind for r in policy.rules} == set(KINDS)
