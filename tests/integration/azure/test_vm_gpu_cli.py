@@ -124,6 +124,7 @@ def test_warns_then_deallocates_then_restores(
     assert code == 0
     rows = by_name(day7)
     assert rows["idle-v100"]["outcome"] == "stopped"
+    assert rows["unmapped-idle"]["outcome"] == "stopped"
     assert rows["busy-v100"]["outcome"] is None
     assert seeded.compute.power_state(SUBSCRIPTION, RG, "idle-v100") == "deallocated"
     assert seeded.compute.power_state(SUBSCRIPTION, RG, "busy-v100") == "running"
@@ -132,6 +133,19 @@ def test_warns_then_deallocates_then_restores(
     assert cli.main(["restore", "idle-v100", "--policy", path]) == 0
     assert "idle-v100" in capsys.readouterr().out
     assert seeded.compute.power_state(SUBSCRIPTION, RG, "idle-v100") == "running"
+    # No side mutations: reads, the deallocate and the restore's start, nothing else.
+    assert set(seeded.calls) <= {
+        "ManagedIdentity_GetToken",
+        "VirtualMachines_ListAll",
+        "VirtualMachines_Get",
+        "Metrics_ListAtSubscriptionScope",
+        "VirtualMachines_Deallocate",
+        "VirtualMachines_Start",
+        "AsyncOperation_Get",
+        "AsyncOperation_Location",
+    }
+    assert seeded.calls["VirtualMachines_Deallocate"] == 2  # idle-v100 and unmapped-idle
+    assert seeded.calls["VirtualMachines_Start"] == 1
 
 
 def test_no_datapoints_is_unknown_and_never_deallocated(
