@@ -185,3 +185,24 @@ def test_owner_tags_reach_slack_and_unmapped_ones_the_fallback_channel(
     assert "idle-v100" in sent[ALICE.id]  # tag "alice" -> owners.map -> alice@example.com
     assert "unmapped-idle" in sent["#ml-spend"]  # tag "bob": no mapping, not an address
     assert "unmapped-idle" not in sent[ALICE.id]
+
+
+def test_the_exempt_tag_is_reported_and_never_deallocated(
+    azure_env: AzureDevServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("JANITOR_STATE_URL", f"sqlite:///{tmp_path / 'state.db'}")
+    body = azure_env.compute.add_vm(
+        SUBSCRIPTION, "keep-me", tags={"janitor-exempt": "true"},
+        time_created=NOW - timedelta(days=120),
+    )  # fmt: skip
+    azure_env.monitor.add_daily(
+        body["id"], "Percentage CPU", {(NOW - timedelta(days=k)).date(): 0.0 for k in range(80)}
+    )
+    path = str(policy(tmp_path, [SUBSCRIPTION]))
+    code, report = run_json(capsys, "run", "--apply", "--policy", path)
+    assert code == 0
+    assert by_name(report)["keep-me"]["status"] == "exempt"
+    assert azure_env.calls["VirtualMachines_Deallocate"] == 0
