@@ -267,3 +267,19 @@ def test_metrics_split_by_a_dimension_and_combine_without_one(azure_env: AzureDe
     ]
     assert series("Microsoft.ResourceId eq '*'") == [([endpoint], 7.0)]
     assert series("Microsoft.ResourceId eq '*' and deployment eq 'green'") == [([endpoint], 4.0)]
+
+
+def test_an_operation_moves_the_provisioning_status_time(azure_env: AzureDevServer) -> None:
+    before = TODAY - timedelta(days=10)
+    azure_env.compute.add_vm(SUBSCRIPTION, "vm", provisioned_at=before)
+    compute = clients(azure_env)["compute"].virtual_machines
+
+    def status_time() -> datetime:
+        vm = compute.get(RG, "vm", expand="instanceView")
+        (status,) = [s for s in vm.instance_view.statuses if s.code.startswith("Provisioning")]
+        assert status.time is not None
+        return status.time
+
+    assert status_time() == before
+    compute.begin_deallocate(RG, "vm").result()
+    assert status_time() > before  # the deallocate's end, as ARM records it

@@ -337,15 +337,18 @@ class ComputeService:
             vm.power_state = during
             vm_id = vm.body["id"].lower()
 
+        # As ARM does, the ProvisioningState status time moves to the operation's end.
         def done() -> None:
             current = self._vms.get(vm_id)
             if current is not None:
                 current.power_state = after
+                current.provisioned_at = now()
 
         def failed() -> None:
             current = self._vms.get(vm_id)
             if current is not None:
                 current.power_state = before
+                current.provisioned_at = now()
 
         location = str(vm.body["location"])
         return self._server.start_operation(

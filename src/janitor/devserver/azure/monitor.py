@@ -136,6 +136,7 @@ class MonitorService:
     def __init__(self, server: ArmDevServer) -> None:
         self._server = server
         self._series: list[_Series] = []
+        self._index: dict[tuple[str, str, str, tuple[tuple[str, str], ...]], _Series] = {}
         self._metrics: dict[str, dict[str, str]] = {
             ns: dict(names) for ns, names in PLATFORM_METRICS.items()
         }
@@ -187,26 +188,17 @@ class MonitorService:
             if metric not in known:
                 known[metric] = unit or "Count"
             dims = dict(dimensions or {})
-            for series in self._series:
-                if (
-                    series.resource_id.lower() == resource_id.lower()
-                    and series.namespace == ns
-                    and series.metric == metric
-                    and series.dimensions == dims
-                ):
-                    series.days.update(days)
-                    return
-            self._series.append(
-                _Series(
-                    _subscription_of(resource_id),
-                    resource_id,
-                    region.lower(),
-                    ns,
-                    metric,
-                    dims,
-                    dict(days),
-                )
-            )
+            key = (resource_id.lower(), ns, metric, tuple(sorted(dims.items())))
+            existing = self._index.get(key)
+            if existing is not None:
+                existing.days.update(days)
+                return
+            series = _Series(
+                _subscription_of(resource_id), resource_id, region.lower(), ns, metric, dims,
+                dict(days),
+            )  # fmt: skip
+            self._series.append(series)
+            self._index[key] = series
 
     # -- handlers ------------------------------------------------------------------------------
 
