@@ -317,6 +317,8 @@ def cmd_permissions(args: argparse.Namespace) -> int:
         _emit(permissions.aws_iam_policy().rstrip("\n"), None)
     elif args.format == "gcp-role":
         _emit(permissions.gcp_custom_role(read_only=args.read_only).rstrip("\n"), None)
+    elif args.format == "azure-role":
+        _emit(permissions.azure_custom_role(read_only=args.read_only).rstrip("\n"), None)
     else:
         _emit(permissions.markdown().rstrip("\n"), None)
     return EXIT_OK
@@ -443,15 +445,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--format",
-        choices=["markdown", "aws-iam", "gcp-role"],
+        choices=["markdown", "aws-iam", "gcp-role", "azure-role"],
         default="markdown",
         help="markdown: a table per cloud (default); aws-iam: an IAM policy document; gcp-role: "
-        "a custom role file for `gcloud iam roles create --file`",
+        "a custom role file for `gcloud iam roles create --file`; azure-role: a custom role "
+        "for `az role definition create --role-definition`",
     )
     p.add_argument(
         "--read-only",
         action="store_true",
-        help="gcp-role: only what scan and dry runs need",
+        help="gcp-role, azure-role: only what scan and dry runs need",
     )
     p = command(
         "demo",

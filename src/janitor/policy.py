@@ -167,6 +167,14 @@ class Defaults(_Strict):
     max_stops_per_run: int = Field(default=25, ge=0)
 
 
+class GpuMetric(_Strict):
+    """A GPU utilisation metric published from inside the guest (an agent such as Telegraf's
+    `nvidia_smi` input writing to Azure Monitor custom metrics), in percent."""
+
+    namespace: str = Field(min_length=1)  # e.g. "Telegraf/nvidia_smi"
+    name: str = Field(min_length=1)  # e.g. "utilization_gpu"
+
+
 class RuleModel(_Strict):
     name: str = Field(min_length=1)
     kind: str
@@ -179,6 +187,8 @@ class RuleModel(_Strict):
     thresholds: dict[str, Threshold] = Field(default_factory=dict)
     regions: tuple[str, ...] | None = None  # checked against the kind's cloud below
     owner_tags: tuple[str, ...] | None = None
+    # Kinds that declare "gpu_metric" in their KindSpec.options only.
+    gpu_metric: GpuMetric | None = None
 
     @field_validator("regions")
     @classmethod
@@ -213,6 +223,8 @@ class RuleModel(_Strict):
             raise ValueError(
                 f"thresholds {unknown} are not known for {self.kind} (allowed: {allowed})"
             )
+        if self.gpu_metric is not None and "gpu_metric" not in spec.options:
+            raise ValueError(f"gpu_metric is not known for {self.kind}")
         if self.action not in (None, spec.action, "notify-only"):
             raise ValueError(
                 f"action {self.action!r} is not available for {self.kind} "
@@ -377,6 +389,7 @@ class Rule:
     regions: tuple[str, ...] | None
     owner_tags: tuple[str, ...]
     exempt_tag: str
+    gpu_metric: GpuMetric | None = None  # the in-guest GPU metric, for kinds that read one
 
     @property
     def may_stop(self) -> bool:
@@ -456,6 +469,7 @@ def _resolve(model: PolicyModel, source: str) -> Policy:
                 regions=raw.regions,
                 owner_tags=raw.owner_tags or d.owner_tags,
                 exempt_tag=d.exempt_tag,
+                gpu_metric=raw.gpu_metric,
             )
         )
     if problems:

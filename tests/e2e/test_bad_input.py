@@ -365,6 +365,10 @@ def _no_aws_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for name in list(os.environ):  # nor Azure credentials (the default policy names Azure too)
+        if name.startswith(("AZURE_", "IDENTITY_", "MSI_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AZURE_CONFIG_DIR", str(tmp_path / "no-azure-cli"))
 
 
 @pytest.mark.parametrize("fmt", ["table", "json", "csv", "markdown"])
@@ -380,9 +384,10 @@ def test_no_credentials_prints_the_skipped_line_in_every_format(
     assert cli.main([command, "--format", fmt]) == 0
     captured = capsys.readouterr()
     if fmt == "json":
-        # The default policy names AWS and GCP: neither has credentials, both are skipped.
-        aws, gcp = json.loads(captured.out)["skipped"]
+        # The default policy names AWS, Azure and GCP: none has credentials, all are skipped.
+        aws, azure, gcp = json.loads(captured.out)["skipped"]
         assert aws.startswith(SKIPPED)
+        assert azure.startswith("azure: skipped, ")
         assert gcp.startswith("gcp: skipped, ")
     elif fmt == "csv":
         # The CSV stays plain CSV (a header, then one row per finding); the line is on stderr.

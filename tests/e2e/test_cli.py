@@ -355,6 +355,7 @@ def _clean_env(tmp_path: Path) -> dict[str, str]:
         "AWS_DEFAULT_REGION": "us-east-1",
         "CLOUDSDK_CONFIG": str(tmp_path / "no-gcloud"),
         "NO_GCE_CHECK": "True",
+        "AZURE_CONFIG_DIR": str(tmp_path / "no-azure-cli"),
         "JANITOR_STATE_URL": f"sqlite:///{tmp_path / 'state.db'}",
     })  # fmt: skip
     return env
@@ -373,8 +374,10 @@ def test_no_credentials_skips_the_cloud_with_a_line(tmp_path: Path) -> None:
     report = json.loads(result.stdout)
     assert report["findings"] == []
     assert report["errors"] == []
-    aws, gcp = report["skipped"]  # the default policy names AWS and GCP
+    aws, azure, gcp = report["skipped"]  # the default policy names AWS, Azure and GCP
     assert aws.startswith("aws: skipped, no AWS credentials found")
+    assert azure.startswith("azure: skipped, no Azure credentials")
+    assert "azure.vm-gpu not scanned" in azure
     assert gcp.startswith("gcp: skipped, ")
     assert "gcp.gce-gpu" in gcp
     assert "gcp.vertex-endpoint" in gcp

@@ -66,6 +66,18 @@ def test_the_shipped_gcp_role_is_the_generated_one() -> None:
     assert set(role["includedPermissions"]) == declared(Cloud.GCP)
 
 
+def test_the_shipped_azure_role_is_the_generated_one() -> None:
+    shipped = (ROOT / "deploy/iam/janitor-azure-role.json").read_text(encoding="utf-8")
+    assert shipped == permissions.azure_custom_role(), (
+        "run: janitor permissions --format azure-role > deploy/iam/janitor-azure-role.json"
+    )
+    role = json.loads(shipped)
+    assert set(role["Actions"]) == declared(Cloud.AZURE)
+    assert role["IsCustom"] is True
+    read_only = json.loads(permissions.azure_custom_role(read_only=True))
+    assert not any(a.endswith("/action") for a in read_only["Actions"])
+
+
 def test_the_read_only_gcp_role_grants_no_action() -> None:
     role = yaml.safe_load(permissions.gcp_custom_role(read_only=True))
     read = {p for spec in KINDS.values() if spec.cloud is Cloud.GCP for p in spec.read_permissions}
@@ -79,6 +91,7 @@ def test_the_read_only_gcp_role_grants_no_action() -> None:
         ([], permissions.markdown),
         (["--format", "aws-iam"], permissions.aws_iam_policy),
         (["--format", "gcp-role"], permissions.gcp_custom_role),
+        (["--format", "azure-role"], permissions.azure_custom_role),
     ],
 )
 def test_the_command_prints_each_format(
@@ -91,6 +104,6 @@ def test_the_command_prints_each_format(
 
 def test_an_unknown_format_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        cli.main(["permissions", "--format", "azure-role"])
+        cli.main(["permissions", "--format", "oci-role"])
     assert exit_info.value.code == cli.EXIT_USAGE
     assert "invalid choice" in capsys.readouterr().err

@@ -40,12 +40,12 @@ def load_text(tmp_path: Path, text: str) -> Policy:
 # --- the embedded default policy ----------------------------------------------------------------
 
 
-def test_default_policy_parses_with_three_aws_kinds_and_gce() -> None:
+def test_default_policy_parses_with_every_kind_of_every_cloud() -> None:
     policy = load_policy(env={})
 
     assert policy.source == DEFAULT_POLICY
     assert {rule.kind for rule in policy.rules} == set(registry.KINDS)
-    assert policy.clouds() == {Cloud.AWS, Cloud.GCP}
+    assert policy.clouds() == {Cloud.AWS, Cloud.GCP, Cloud.AZURE}
     for rule in policy.rules:
         assert rule.notify_after == timedelta(days=30), rule.name
         assert rule.stop_after == timedelta(days=60), rule.name

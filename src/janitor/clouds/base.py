@@ -116,6 +116,8 @@ class KindSpec:
     thresholds: Mapping[str, float] = field(default_factory=dict)
     # How far back the evidence can reach (metric or event retention).
     max_lookback: timedelta = timedelta(days=455)
+    # Rule fields beyond the common ones that the kind reads (e.g. "gpu_metric").
+    options: tuple[str, ...] = ()
     # "module:function" building the handlers for (scope, rule); imported only when used,
     # so a cloud's SDK is imported only when a policy names that cloud.
     factory: str = ""

@@ -28,6 +28,10 @@ def _sdk_error_types() -> tuple[type[BaseException], ...]:
         from requests import RequestException
 
         types += [GoogleAPIError, GoogleAuthError, RequestException]
+    if "azure.core" in sys.modules:
+        from azure.core.exceptions import AzureError
+
+        types += [AzureError]
     return tuple(types)
 
 
@@ -49,6 +53,13 @@ def scope_error_message(exc: BaseException) -> str | None:
             from janitor.clouds.gcp.session import one_line as gcp_one_line
 
             return gcp_one_line(exc)
+    if "azure.core" in sys.modules:
+        from azure.core.exceptions import AzureError
+
+        if isinstance(exc, AzureError):
+            from janitor.clouds.azure.session import one_line as azure_one_line
+
+            return azure_one_line(exc)
     if "botocore" in sys.modules:
         from janitor.clouds.aws.session import one_line
 

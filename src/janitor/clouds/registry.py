@@ -202,6 +202,39 @@ _SPECS: tuple[KindSpec, ...] = (
         max_lookback=timedelta(days=455),
         factory="janitor.clouds.gcp.workbench:build",
     ),
+    KindSpec(
+        name="azure.vm-gpu",
+        cloud=Cloud.AZURE,
+        title="Azure VM of a GPU size (NC, ND, NV, NG families), running or stopped-allocated",
+        evidence=(
+            "in-guest GPU metric named by the rule (gpu_metric, e.g. Telegraf nvidia_smi "
+            "utilization_gpu), daily max (high); else Azure Monitor Percentage CPU daily max + "
+            "Network In/Out Total per day (low: Azure has no platform GPU metric); a VM stopped "
+            "but not deallocated is idle (it still bills). One Metrics - List At Subscription "
+            "Scope call per subscription, region and namespace"
+        ),
+        confidence=Confidence.HIGH,
+        action="deallocate",
+        read_permissions=(
+            "Microsoft.Resources/subscriptions/read",
+            "Microsoft.Compute/virtualMachines/read",
+            "Microsoft.Insights/metrics/read",
+        ),
+        action_permissions=(
+            "Microsoft.Compute/virtualMachines/read",
+            "Microsoft.Compute/virtualMachines/deallocate/action",
+            "Microsoft.Compute/virtualMachines/start/action",
+        ),
+        stoppable_states=("running", "stopped"),
+        thresholds={
+            "gpu_utilization_percent": 5.0,
+            "cpu_utilization_percent": 10.0,
+            "network_mb_per_day": 100.0,
+        },
+        max_lookback=timedelta(days=93),  # Azure Monitor platform metrics retention
+        factory="janitor.clouds.azure.vm_gpu:build",
+        options=("gpu_metric",),
+    ),
 )
 
 KINDS: dict[str, KindSpec] = {spec.name: spec for spec in _SPECS}
@@ -213,6 +246,7 @@ KINDS: dict[str, KindSpec] = {spec.name: spec for spec in _SPECS}
 PROVIDERS: dict[Cloud, str] = {
     Cloud.AWS: "janitor.clouds.aws.provider",
     Cloud.GCP: "janitor.clouds.gcp.provider",
+    Cloud.AZURE: "janitor.clouds.azure.provider",
 }
 
 

@@ -1,0 +1,1 @@
+"""Microsoft Azure: one scope is a subscription (and a region, or every region)."""

@@ -1,0 +1,60 @@
+"""The local Azure Resource Manager, reached through the real `DefaultAzureCredential` chain.
+
+`azure_server` is a fresh server per test, its TLS certificate from a test CA generated into the
+test's tmp dir. `no_azure_credentials` isolates a test from the machine's Azure credentials (no
+AZURE_* variables, no managed identity, an empty Azure CLI config dir). `azure_env` points the
+App Service managed-identity variables (`IDENTITY_ENDPOINT`, `IDENTITY_HEADER`) at the server's
+token endpoint, trusts the test CA (`REQUESTS_CA_BUNDLE`, `SSL_CERT_FILE`) and sets
+`JANITOR_AZURE_ARM_ENDPOINT`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from janitor.devserver.azure import AzureDevServer, TestCa
+
+SUBSCRIPTION = "00000000-0000-0000-0000-000000000001"
+OTHER_SUBSCRIPTION = "00000000-0000-0000-0000-000000000002"
+
+_MACHINE_VARS = (
+    "IDENTITY_ENDPOINT",
+    "IDENTITY_HEADER",
+    "IDENTITY_SERVER_THUMBPRINT",
+    "IMDS_ENDPOINT",
+    "MSI_ENDPOINT",
+    "MSI_SECRET",
+    "JANITOR_AZURE_ARM_ENDPOINT",
+    "JANITOR_AZURE_ARM_AUDIENCE",
+)
+
+
+@pytest.fixture
+def azure_server(tmp_path: Path) -> Iterator[AzureDevServer]:
+    """A fresh server per test (state, faults and counts start empty)."""
+    with AzureDevServer(tls=TestCa.generate(tmp_path / "tls")) as server:
+        yield server
+
+
+@pytest.fixture
+def no_azure_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No Azure credentials from the machine: no AZURE_* variables (service principal, workload
+    identity, AZURE_TOKEN_CREDENTIALS), no managed-identity variables, no Azure CLI login. The
+    rest of the chain (IMDS, developer tools) finds nothing on a machine that is not in Azure."""
+    for name in list(os.environ):
+        if name.startswith("AZURE_") or name in _MACHINE_VARS:
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AZURE_CONFIG_DIR", str(tmp_path / "azure-cli"))
+
+
+@pytest.fixture
+def azure_env(
+    azure_server: AzureDevServer, no_azure_credentials: None, monkeypatch: pytest.MonkeyPatch
+) -> AzureDevServer:
+    for name, value in azure_server.env().items():
+        monkeypatch.setenv(name, value)
+    return azure_server
