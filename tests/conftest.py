@@ -130,6 +130,36 @@ def slack(slack_server: SlackDevServer) -> WebClient:
     return WebClient(token=SLACK_TOKEN, base_url=slack_server.url, timeout=10)
 
 
+AZURE_MACHINE_VARS = (
+    "IDENTITY_ENDPOINT",
+    "IDENTITY_HEADER",
+    "IDENTITY_SERVER_THUMBPRINT",
+    "IMDS_ENDPOINT",
+    "MSI_ENDPOINT",
+    "MSI_SECRET",
+    "JANITOR_AZURE_ARM_ENDPOINT",
+    "JANITOR_AZURE_ARM_AUDIENCE",
+)
+
+
+def isolate_from_machine_azure(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No Azure credentials from the machine: no AZURE_* variables (service principal, workload
+    identity, AZURE_TOKEN_CREDENTIALS), no managed-identity variables, no Azure CLI login. The
+    rest of the chain (IMDS, developer tools) finds nothing on a machine that is not in Azure."""
+    for name in list(os.environ):
+        if name.startswith("AZURE_") or name in AZURE_MACHINE_VARS:
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AZURE_CONFIG_DIR", str(tmp_path / "no-azure-cli"))
+
+
+@pytest.fixture(autouse=True)
+def _no_machine_azure_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Policies that name Azure (the default one does) never find the machine's Azure login:
+    Azure is skipped unless a test points the managed-identity variables at the local server
+    (tests/integration/azure/conftest.py)."""
+    isolate_from_machine_azure(monkeypatch, tmp_path)
+
+
 @pytest.fixture(autouse=True)
 def _no_machine_gcp_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Policies that name GCP (the default one does) never find the machine's Application

@@ -10,27 +10,16 @@ token endpoint, trusts the test CA (`REQUESTS_CA_BUNDLE`, `SSL_CERT_FILE`) and s
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.conftest import isolate_from_machine_azure
 
 from janitor.devserver.azure import AzureDevServer, TestCa
 
 SUBSCRIPTION = "00000000-0000-0000-0000-000000000001"
 OTHER_SUBSCRIPTION = "00000000-0000-0000-0000-000000000002"
-
-_MACHINE_VARS = (
-    "IDENTITY_ENDPOINT",
-    "IDENTITY_HEADER",
-    "IDENTITY_SERVER_THUMBPRINT",
-    "IMDS_ENDPOINT",
-    "MSI_ENDPOINT",
-    "MSI_SECRET",
-    "JANITOR_AZURE_ARM_ENDPOINT",
-    "JANITOR_AZURE_ARM_AUDIENCE",
-)
 
 
 @pytest.fixture
@@ -44,11 +33,10 @@ def azure_server(tmp_path: Path) -> Iterator[AzureDevServer]:
 def no_azure_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No Azure credentials from the machine: no AZURE_* variables (service principal, workload
     identity, AZURE_TOKEN_CREDENTIALS), no managed-identity variables, no Azure CLI login. The
-    rest of the chain (IMDS, developer tools) finds nothing on a machine that is not in Azure."""
-    for name in list(os.environ):
-        if name.startswith("AZURE_") or name in _MACHINE_VARS:
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("AZURE_CONFIG_DIR", str(tmp_path / "azure-cli"))
+    rest of the chain (IMDS, developer tools) finds nothing on a machine that is not in Azure.
+    (Every test has this already, from tests/conftest.py; a test that names it says it relies
+    on it.)"""
+    isolate_from_machine_azure(monkeypatch, tmp_path)
 
 
 @pytest.fixture
