@@ -491,6 +491,14 @@ class MachineLearningService:
         with self._server.lock:
             self._computes[compute_id.lower()].body["properties"]["properties"]["state"] = state
 
+    def clear_last_operation(self, compute_id: str) -> None:
+        """The compute's answers carry no `lastOperation` (as for an instance never operated
+        on through the API)."""
+        with self._server.lock:
+            self._computes[compute_id.lower()].body["properties"]["properties"].pop(
+                "lastOperation", None
+            )
+
     def delete_compute(self, compute_id: str) -> None:
         with self._server.lock:
             self._computes.pop(compute_id.lower(), None)
