@@ -45,7 +45,7 @@ def test_default_policy_parses_with_three_aws_kinds_and_gce() -> None:
 
     assert policy.source == DEFAULT_POLICY
     assert {rule.kind for rule in policy.rules} == set(registry.KINDS)
-    assert policy.clouds() == {Cloud.AWS, Cloud.GCP}
+    assert policy.clouds() == {Cloud.AWS, Cloud.GCP, Cloud.AZURE}
     for rule in policy.rules:
         assert rule.notify_after == timedelta(days=30), rule.name
         assert rule.stop_after == timedelta(days=60), rule.name

@@ -49,8 +49,14 @@ def test_the_permissions_section_lists_every_declared_permission() -> None:
 
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     section = text.split("## Permissions", 1)[1].split("\n## ", 1)[0]
-    # AWS actions (`ec2:StopInstances`) and GCP IAM permissions (`compute.instances.stop`).
-    listed = set(re.findall(r"`([a-z0-9-]+:[A-Za-z]+|[a-z]+(?:\.[A-Za-z]+){2})`", section))
+    # AWS actions (`ec2:StopInstances`), GCP IAM permissions (`compute.instances.stop`) and
+    # Azure RBAC actions (`Microsoft.MachineLearningServices/workspaces/computes/stop/action`).
+    listed = set(
+        re.findall(
+            r"`([a-z0-9-]+:[A-Za-z]+|[a-z]+(?:\.[A-Za-z]+){2}|Microsoft\.[A-Za-z]+(?:/[A-Za-z]+)+)`",
+            section,
+        )
+    )
     declared = {
         permission
         for spec in registry.KINDS.values()

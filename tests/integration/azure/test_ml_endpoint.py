@@ -216,6 +216,12 @@ def test_stop_zeroes_traffic_deletes_deployments_keeps_endpoint_and_restore_undo
     restored = ml.endpoint(ep_id)
     assert restored is not None
     assert restored["properties"]["traffic"] == {"blue": 90, "green": 10}
+    # No side mutations: no tag or other update, only the traffic PUTs, the deletes and the
+    # recreations.
+    assert azure_env.calls["OnlineEndpoints_Update"] == 0
+    assert azure_env.calls["OnlineEndpoints_CreateOrUpdate"] == 2
+    assert azure_env.calls["OnlineDeployments_CreateOrUpdate"] == 2
+    assert restored["tags"] == kept["tags"] == {"owner": "alice"}
     # Restoring again is harmless: nothing missing, traffic put back as it is.
     assert "none missing" in stopper.restore(result.restore)
 

@@ -25,7 +25,8 @@ Operations (REST operation ids; the `api-version` is not checked):
 
 Faults besides the shared ones (`deny_subscription`, `rate_limit`, `outage`):
 `recreate_deployment` (someone deleted and created a deployment of the same name: a new
-`systemData.createdAt`), `fail_next_operation` on a compute.
+`systemData.createdAt`), `recreate_deployment_after_lists` (the same, right after janitor's
+scan listed the deployments), `fail_next_operation` on a compute.
 """
 
 from __future__ import annotations
@@ -89,6 +90,8 @@ def _system_data(at: datetime) -> dict[str, Any]:
 class _Endpoint:
     body: dict[str, Any]
     deployments: dict[str, dict[str, Any]] = field(default_factory=dict)  # lower name -> body
+    # (deployment name, lists left): recreate it once that many deployment lists were answered
+    recreate_after: tuple[str, int] | None = None
 
 
 @dataclass
@@ -476,6 +479,12 @@ class MachineLearningService:
             endpoint.deployments[name.lower()] = new
             return copy.deepcopy(new)
 
+    def recreate_deployment_after_lists(self, endpoint_id: str, name: str, lists: int = 1) -> None:
+        """Someone recreates the deployment right after the next `lists` Online Deployments -
+        List answers for the endpoint (e.g. between janitor's scan and its stop)."""
+        with self._server.lock:
+            self._endpoints[endpoint_id.lower()].recreate_after = (name, lists)
+
     def compute(self, compute_id: str) -> dict[str, Any] | None:
         with self._server.lock:
             found = self._computes.get(compute_id.lower())
@@ -666,6 +675,11 @@ class MachineLearningService:
         with self._server.lock:
             endpoint = self._find_endpoint(request)
             rows = [copy.deepcopy(d) for _, d in sorted(endpoint.deployments.items())]
+            if endpoint.recreate_after is not None:
+                name, left = endpoint.recreate_after
+                endpoint.recreate_after = (name, left - 1) if left > 1 else None
+                if left <= 1:
+                    self.recreate_deployment(str(endpoint.body["id"]), name)
         return ok(page(self._server, request, rows, self.page_size))
 
     def _find_deployment(self, endpoint: _Endpoint, name: str) -> dict[str, Any]:
