@@ -355,6 +355,7 @@ def _clean_env(tmp_path: Path) -> dict[str, str]:
         "AWS_DEFAULT_REGION": "us-east-1",
         "CLOUDSDK_CONFIG": str(tmp_path / "no-gcloud"),
         "NO_GCE_CHECK": "True",
+        "AZURE_CONFIG_DIR": str(tmp_path / "no-azure-cli"),
         "JANITOR_STATE_URL": f"sqlite:///{tmp_path / 'state.db'}",
     })  # fmt: skip
     return env
@@ -373,13 +374,16 @@ def test_no_credentials_skips_the_cloud_with_a_line(tmp_path: Path) -> None:
     report = json.loads(result.stdout)
     assert report["findings"] == []
     assert report["errors"] == []
-    aws, gcp = report["skipped"]  # the default policy names AWS and GCP
+    aws, azure, gcp = sorted(report["skipped"])  # the default policy names AWS, GCP, Azure
     assert aws.startswith("aws: skipped, no AWS credentials found")
     assert gcp.startswith("gcp: skipped, ")
     assert "gcp.gce-gpu" in gcp
     assert "gcp.vertex-endpoint" in gcp
     assert "gcp.workbench" in gcp
     assert "not scanned" in gcp
+    assert azure.startswith("azure: skipped, ")
+    assert "azure.ml-endpoint" in azure
+    assert "azure.ml-compute" in azure
 
 
 def test_unreachable_endpoint_is_one_line_per_scope_and_exit_1(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ Every client is built with the same options (`client_options`):
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -78,6 +79,10 @@ def load_credentials() -> AzureCredentials:
     endpoint = arm_endpoint()
     scope = token_scope(endpoint)
     credential = DefaultAzureCredential()
+    # The chain logs a multi-line warning when no credential works; the skipped line says it.
+    identity_log = logging.getLogger("azure.identity")
+    level = identity_log.level
+    identity_log.setLevel(logging.ERROR)
     try:
         credential.get_token(scope)
     except ClientAuthenticationError as exc:
@@ -85,6 +90,8 @@ def load_credentials() -> AzureCredentials:
         raise NoCredentials(
             f"no Azure credentials ({first[0] if first else 'DefaultAzureCredential failed'})"
         ) from exc
+    finally:
+        identity_log.setLevel(level)
     return AzureCredentials(credential, endpoint, scope)
 
 
