@@ -215,7 +215,7 @@ _SPECS: tuple[KindSpec, ...] = (
             "serve this namespace"
         ),
         confidence=Confidence.HIGH,
-        action="delete deployments",
+        action="delete-deployments",
         read_permissions=(
             "Microsoft.MachineLearningServices/workspaces/read",
             "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/read",

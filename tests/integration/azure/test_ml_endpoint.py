@@ -274,6 +274,20 @@ def test_a_deployment_recreated_between_plan_and_act_is_refused_without_a_write(
     assert set(ml.deployments(ep_id)) == {"blue", "green"}
 
 
+def test_an_endpoint_being_updated_is_not_stopped(
+    azure_env: AzureDevServer, ml: MachineLearningService, scope: AzureScope
+) -> None:
+    ep_id = seed_endpoint(azure_env, ml, "ep", requests=0.0)
+    endpoint = scanned(scope)["ep"]
+    api = ArmApi(scope.credentials)
+    body = ml.deployments(ep_id)["green"]
+    api.begin("PUT", f"{ep_id}/deployments/green", body)  # someone scales it, still running
+    plan = MlEndpointStopper(scope, api).plan(endpoint)
+    assert plan.refusal is not None
+    assert plan.refusal.outcome is StopOutcome.REFUSED_STATE
+    assert "green of endpoint ep is Updating" in plan.refusal.message
+
+
 def test_rate_limited_calls_are_retried(
     azure_env: AzureDevServer, ml: MachineLearningService, scope: AzureScope
 ) -> None:

@@ -20,7 +20,8 @@ not already show active (one call per deployment). No series at all: unknown.
 Stop: managed deployments cannot be stopped or scaled to zero. `plan` records the endpoint's
 `traffic` and `mirrorTraffic` and each deployment's full spec (sku name and capacity, instance
 type, model, code configuration, environment and its variables, scale, request and probe
-settings, tags...), and refuses when a deployment was recreated or added since the scan. `act`
+settings, tags...), and refuses when a deployment was recreated or added since the scan, or
+when the endpoint or a deployment is being created, updated, scaled or deleted. `act`
 checks the deployments again, sets the endpoint's traffic to zero (Online Endpoints - Create Or
 Update, PUT: the PATCH takes only tags and identity), then deletes each deployment after
 checking it is still the one recorded; the endpoint is kept. Restore: each recorded deployment
@@ -81,6 +82,8 @@ HEARTBEAT_METRICS = ("DeploymentCapacity", "CpuUtilizationPercentage")
 _ENDPOINT_READ_ONLY = frozenset({"provisioningState", "scoringUri", "swaggerUri"})
 _DEPLOYMENT_READ_ONLY = frozenset({"provisioningState"})
 _TOP_LEVEL = ("location", "tags", "kind", "sku", "identity")
+# Provisioning states of an endpoint or deployment that is being changed: never stopped then.
+_TRANSITIONAL = frozenset({"creating", "updating", "scaling", "deleting"})
 
 
 def _identity(identity: Any) -> dict[str, Any] | None:
@@ -389,6 +392,15 @@ class MlEndpointStopper:
             return refuse(
                 StopOutcome.ALREADY_STOPPED, f"endpoint {resource.name} has no deployment", fresh
             )
+        for what in (endpoint, *deployments):
+            state = str((what.get("properties") or {}).get("provisioningState") or "")
+            if state.lower() in _TRANSITIONAL:
+                return refuse(
+                    StopOutcome.REFUSED_STATE,
+                    f"{what.get('name')} of endpoint {resource.name} is {state}: not stopped "
+                    "while it changes",
+                    fresh,
+                )
         scanned = _recorded(resource)
         if scanned:
             why = _changed(scanned, deployments)
