@@ -383,6 +383,9 @@ def test_no_credentials_skips_the_cloud_with_a_line(tmp_path: Path) -> None:
     assert "gcp.vertex-endpoint" in gcp
     assert "gcp.workbench" in gcp
     assert "not scanned" in gcp
+    assert azure.startswith("azure: skipped, ")
+    assert "azure.ml-endpoint" in azure
+    assert "azure.ml-compute" in azure
 
 
 def test_unreachable_endpoint_is_one_line_per_scope_and_exit_1(tmp_path: Path) -> None:
