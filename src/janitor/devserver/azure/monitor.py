@@ -14,16 +14,14 @@ Semantics modelled on the REST reference:
 * `top` (only with a filter; 10 by default): at most that many series are answered, the rest
   silently left out, as the real API does.
 * Every day of the `timespan` has a data point; a day without data has `timeStamp` only.
-* Multi-resource queries (subscription scope) serve only the resource types the Azure Monitor
-  docs list as multi-resource (virtual machines among them); the platform namespaces in
-  `SINGLE_RESOURCE_NAMESPACES` (Azure ML online endpoints and deployments, which the docs do not
-  list) are refused there with a 400 `BadRequest`, and are read per resource with Metrics - List.
 * A namespace that holds no metrics in the region (a custom namespace nobody publishes, such as
   an in-guest agent's), or a metric the namespace does not define, is a 400 `BadRequest`.
 * Subscription scope serves only resource types enabled for "Cross Resource metrics"; Azure
   does not document which are. Virtual machines are (`CROSS_RESOURCE_TYPES`); any other type
-  answers 400 `Resource type: ... not enabled for Cross Resource metrics` unless a test enables
-  it with `enable_cross_resource`.
+  answers 400 `Resource type: ... not enabled for Cross Resource metrics` (the message users of
+  other metric exporters report for such types) unless a test enables it with
+  `enable_cross_resource`. Azure ML online endpoints and deployments are among the refused
+  types: the docs do not list them as multi-resource, so janitor reads them per resource.
 """
 
 from __future__ import annotations
@@ -65,15 +63,6 @@ PLATFORM_METRICS: dict[str, dict[str, str]] = {
         "GpuUtilizationPercentage": "Percent",
     },
 }
-
-# Platform namespaces (lower case) that Metrics - List At Subscription Scope does not serve.
-SINGLE_RESOURCE_NAMESPACES = frozenset(
-    {
-        "microsoft.machinelearningservices/workspaces/onlineendpoints",
-        "microsoft.machinelearningservices/workspaces/onlineendpoints/deployments",
-    }
-)
-
 
 # Resource types (lower case) the subscription-scope API serves by default.
 CROSS_RESOURCE_TYPES = frozenset({"microsoft.compute/virtualmachines"})
@@ -229,13 +218,6 @@ class MonitorService:
         namespace = request.arg("metricnamespace")
         if not namespace:
             raise ArmError(400, "BadRequest", "The 'metricnamespace' query parameter is required.")
-        if namespace.lower() in SINGLE_RESOURCE_NAMESPACES:
-            raise ArmError(
-                400,
-                "BadRequest",
-                f"Multi-resource metric queries are not supported for the resource type "
-                f"'{namespace}': query each resource's metrics.",
-            )
         subscription = request.params["subscription"].lower()
         with self._server.lock:
             candidates = [
