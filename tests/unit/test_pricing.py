@@ -165,6 +165,59 @@ def test_sagemaker_hosting_costs_more_than_the_same_ec2_instance() -> None:
             assert hosting > ec2, ml_type
 
 
+AZURE_REGIONS = ("eastus", "westus2", "westeurope")
+
+
+def test_azure_vm_lists_gpu_sizes_in_its_three_regions_only() -> None:
+    catalog = load_catalog()
+    assert catalog.regions("azure-vm") == sorted(AZURE_REGIONS)
+    for region in AZURE_REGIONS:
+        sizes = catalog.instance_types("azure-vm", region)
+        assert sizes, region
+        assert all(size.startswith("Standard_N") for size in sizes), region
+
+
+def test_azure_vm_westeurope_is_checked_not_an_eastus_uplift() -> None:
+    # The old westeurope table was every eastus price x 1.10; the Retail Prices API figures
+    # are about 1.25 x (1.30 for ND96asr_v4), so no westeurope price is that estimate any more.
+    catalog = load_catalog()
+    for size in catalog.instance_types("azure-vm", "westeurope"):
+        eu = catalog.hourly("azure-vm", "westeurope", size)
+        us = catalog.hourly("azure-vm", "eastus", size)
+        assert eu is not None
+        assert us is not None, size  # westeurope prices only sizes eastus prices too
+        assert eu != pytest.approx(us * 1.10, abs=0.001), size
+        assert us < eu <= us * 1.35, size
+
+
+@pytest.mark.parametrize(
+    ("region", "size"),
+    [
+        # Not in the westeurope Retail Prices snapshot checked: no price rather than a guess.
+        ("westeurope", "Standard_NC24ads_A100_v4"),
+        ("westeurope", "Standard_ND40rs_v2"),
+        ("westeurope", "Standard_NV36ads_A10_v5"),
+        ("westeurope", "Standard_NV12s_v3"),
+        # No westus2 row in the public catalog checked.
+        ("westus2", "Standard_NC40ads_H100_v5"),
+        ("westus2", "Standard_ND96isr_H100_v5"),
+        ("westus2", "Standard_ND96amsr_A100_v4"),
+    ],
+)
+def test_azure_vm_sizes_without_a_checked_price_get_none(region: str, size: str) -> None:
+    catalog = load_catalog()
+    assert catalog.hourly("azure-vm", "eastus", size) is not None  # a known size ...
+    assert catalog.hourly("azure-vm", region, size) is None  # ... unpriced in that region
+
+
+def test_azure_vm_carries_its_own_checked_source_and_date() -> None:
+    provenance = load_catalog().provenance("azure-vm")
+    assert "Retail Prices API" in provenance.source
+    assert "skypilot-catalog" in provenance.source
+    assert "undated" in provenance.source  # the eastus/westus2 copy says no date of its own
+    assert provenance.as_of == date(2026, 8, 20)
+
+
 # --- hourly ----------------------------------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ from tests.integration.azure.conftest import OTHER_SUBSCRIPTION, SUBSCRIPTION
 from janitor import cli
 from janitor.devserver.azure import AzureDevServer
 from janitor.devserver.slack import SlackDevServer
+from janitor.pricing import load_catalog
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -88,7 +89,9 @@ def test_a_subscription_without_permission_is_an_error_and_the_rest_goes_on(
     assert rows["idle-v100"]["owner"] == "alice@example.com"  # through owners.map
     assert rows["unmapped-idle"]["owner"] == "bob"  # no mapping, no domain: as it is
     assert rows["busy-v100"]["status"] == "active"
-    assert rows["idle-v100"]["monthly_cost_usd"] == pytest.approx(3.06 * 730)
+    hourly = load_catalog().hourly("azure-vm", "eastus", "Standard_NC6s_v3")
+    assert hourly is not None
+    assert rows["idle-v100"]["monthly_cost_usd"] == pytest.approx(round(hourly * 730, 2))
     (error,) = report["errors"]
     assert error["scope"] == OTHER_SUBSCRIPTION
     assert "403 AuthorizationFailed" in error["message"]
