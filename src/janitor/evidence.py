@@ -11,7 +11,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from janitor.model import Resource, Window, require_aware, utc
+from janitor.model import Confidence, Resource, Verdict, Window, require_aware, utc
 
 DAY = timedelta(days=1)
 # A newest datapoint older than this means the metrics stopped arriving: the verdict is unknown.
@@ -117,3 +117,64 @@ def idle_since(
             first -= DAY
         since = max(since, first, start)
     return since
+
+
+@dataclass(frozen=True, slots=True)
+class CountedUse:
+    """How a daily count of use (an endpoint's requests, predictions) reads in the evidence."""
+
+    noun: str  # plural: "requests"
+    one: str  # singular: "request"
+    source: str  # the metrics read and how, in parentheses after each figure
+    missing: str  # the evidence when there is no datapoint at all
+    newest: str  # what the newest datapoint is, for staleness: "request/heartbeat datapoint"
+
+
+def counted_verdict(
+    resource: Resource,
+    counts: Mapping[datetime, float],
+    beat: Mapping[datetime, float],
+    *,
+    limit: float,
+    use: CountedUse,
+    window: Window,
+    now: datetime,
+) -> Verdict:
+    """An endpoint judged by a daily count of use with a heartbeat: a day counts as active
+    when its count is above `limit`; a heartbeat day with no count is a day of zero use; no
+    datapoint at all, or none for `STALE_AFTER`, is unknown. The idle streak starts where the
+    evidence says (`idle_since`)."""
+    ref = resource.ref
+    days = set(counts) | set(beat)
+    if not days:
+        return Verdict.unknown(ref, use.missing)
+    newest = max(days)
+    if is_stale(newest, now):
+        return Verdict.unknown(
+            ref,
+            f"newest {use.newest} is from {_day(newest)}, more than {STALE_AFTER.days} days ago",
+        )
+    streak = daily_streak({day: counts.get(day, 0.0) > limit for day in days})
+    last = in_use_on(streak, now)
+    if last is not None:
+        return Verdict.active(
+            ref,
+            f"{counts.get(last, 0.0):g} {use.noun} on {_day(last)} ({use.source})",
+            last_activity=min(last + DAY, now),
+        )
+    since = min(idle_since(streak, resource, window, days), now)
+    idle = [day for day in streak.idle_days if day + DAY > since] or list(streak.idle_days)
+    total = sum(counts.get(day, 0.0) for day in idle)
+    silent = sum(1 for day in idle if day not in counts)
+    evidence = f"{total:g} {use.noun} since {_day(since)} ({use.source})"
+    if silent:
+        evidence += f"; {silent} day(s) with a heartbeat and no {use.one} counted"
+    if streak.last_active_day is not None:
+        evidence += f"; last busy day {_day(streak.last_active_day)}"
+    return Verdict.idle(
+        ref, since, evidence, confidence=Confidence.HIGH, last_activity=streak.last_activity
+    )
+
+
+def _day(value: datetime) -> str:
+    return utc(value).strftime("%Y-%m-%d")

@@ -11,7 +11,9 @@ import pytest
 
 from janitor.evidence import (
     STALE_AFTER,
+    CountedUse,
     Streak,
+    counted_verdict,
     daily_streak,
     idle_since,
     is_stale,
@@ -144,3 +146,33 @@ def test_idle_since_with_evidence_only_late_in_the_window() -> None:
     streak = daily_streak(dict.fromkeys(evidence, False))
     assert idle_since(streak, box(-30), window, evidence) == day(15)
     assert idle_since(streak, box(17.5), window, evidence) == day(17.5)  # floor still wins
+
+
+USE = CountedUse(
+    noun="requests", one="request", source="src", missing="no data", newest="datapoint"
+)
+
+
+@pytest.mark.parametrize(
+    ("counts", "beat", "status", "evidence"),
+    [
+        ({}, {}, "unknown", "no data"),
+        ({day(1): 0.0}, {day(1): 1.0}, "unknown", "newest datapoint is from 2024-03-02"),
+        ({day(8): 5.0}, {d: 1.0 for d in map(day, range(9))}, "active", "5 requests on"),
+        # heartbeat days without a count are days of zero use; the streak starts after the
+        # last busy day, and the evidence counts the silent days
+        ({day(2): 9.0, day(5): 0.0}, {d: 1.0 for d in map(day, range(9))}, "idle", "5 day(s)"),
+    ],
+)
+def test_counted_verdict(
+    counts: dict[datetime, float], beat: dict[datetime, float], status: str, evidence: str
+) -> None:
+    now = day(9) + timedelta(hours=6)
+    window = Window(day(0), now)
+    verdict = counted_verdict(box(-10), counts, beat, limit=0.0, use=USE, window=window, now=now)
+    assert verdict.status.value == status
+    assert evidence in verdict.evidence
+    if status == "idle":
+        assert verdict.idle_since == day(3)
+        assert "0 requests since 2024-03-04 (src)" in verdict.evidence
+        assert "last busy day 2024-03-03" in verdict.evidence

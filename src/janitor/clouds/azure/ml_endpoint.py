@@ -46,16 +46,14 @@ from janitor.clouds.azure.session import one_line
 from janitor.clouds.base import KindHandlers, RestoreFailed
 from janitor.evidence import (
     DAY,
-    STALE_AFTER,
+    CountedUse,
+    counted_verdict,
     daily_bounds,
     daily_streak,
-    idle_since,
     in_use_on,
-    is_stale,
 )
 from janitor.model import (
     Cloud,
-    Confidence,
     Resource,
     ResourceRef,
     StopOutcome,
@@ -297,39 +295,16 @@ class MlEndpointProbe:
                     last_activity=min(last + DAY, now),
                 )
         beat = {d: v for d, v in self._heartbeat(resource, start, end).items() if start <= d < end}
-        days = set(counts) | set(beat)
-        if not days:
-            return Verdict.unknown(
-                ref,
-                f"no {REQUESTS_METRIC}, {' or '.join(HEARTBEAT_METRICS)} datapoints in Azure "
-                f"Monitor since {_day(window.start)}",
-            )
-        newest = max(days)
-        if is_stale(newest, now):
-            return Verdict.unknown(
-                ref,
-                f"newest request/heartbeat datapoint is from {_day(newest)}, more than "
-                f"{STALE_AFTER.days} days ago",
-            )
-        streak = daily_streak({day: counts.get(day, 0.0) > self._limit for day in days})
-        last = in_use_on(streak, now)
-        if last is not None:
-            return Verdict.active(
-                ref,
-                f"{counts.get(last, 0.0):g} requests on {_day(last)} ({source})",
-                last_activity=min(last + DAY, now),
-            )
-        since = min(idle_since(streak, resource, window, days), now)
-        idle = [day for day in streak.idle_days if day + DAY > since] or list(streak.idle_days)
-        total = sum(counts.get(day, 0.0) for day in idle)
-        silent = sum(1 for day in idle if day not in counts)
-        evidence = f"{total:g} requests since {_day(since)} ({source})"
-        if silent:
-            evidence += f"; {silent} day(s) with a heartbeat and no request counted"
-        if streak.last_active_day is not None:
-            evidence += f"; last busy day {_day(streak.last_active_day)}"
-        return Verdict.idle(
-            ref, since, evidence, confidence=Confidence.HIGH, last_activity=streak.last_activity
+        use = CountedUse(
+            noun="requests",
+            one="request",
+            source=source,
+            missing=f"no {REQUESTS_METRIC}, {' or '.join(HEARTBEAT_METRICS)} datapoints in Azure "
+            f"Monitor since {_day(window.start)}",
+            newest="request/heartbeat datapoint",
+        )
+        return counted_verdict(
+            resource, counts, beat, limit=self._limit, use=use, window=window, now=now
         )
 
 

@@ -42,17 +42,12 @@ from janitor.clouds.gcp.monitoring import Daily, MetricQuery, daily_values
 from janitor.clouds.gcp.scope import GLOBAL, GcpScope
 from janitor.clouds.gcp.session import AIPLATFORM, base_url, checked, one_line
 from janitor.evidence import (
-    DAY,
-    STALE_AFTER,
+    CountedUse,
+    counted_verdict,
     daily_bounds,
-    daily_streak,
-    idle_since,
-    in_use_on,
-    is_stale,
 )
 from janitor.model import (
     Cloud,
-    Confidence,
     Resource,
     ResourceRef,
     StopOutcome,
@@ -322,45 +317,21 @@ class VertexEndpointProbe:
         window: Window,
         now: datetime,
     ) -> Verdict:
-        ref = resource.ref
         source = (
             f"{PREDICTIONS_METRIC} per day summed across deployed models (endpoint level: the "
             f"sum is zero only when every deployed model served nothing), active above "
             f"{self._limit:g}; heartbeat prediction/online/{beat_name}"
         )
-        days = set(counts) | set(beat)
-        if not days:
-            return Verdict.unknown(
-                ref,
-                f"no prediction_count, replicas or cpu/utilization series in Cloud Monitoring "
-                f"since {_day(window.start)}",
-            )
-        newest = max(days)
-        if is_stale(newest, now):
-            return Verdict.unknown(
-                ref,
-                f"newest prediction/heartbeat point is from {_day(newest)}, more than "
-                f"{STALE_AFTER.days} days ago",
-            )
-        streak = daily_streak({day: counts.get(day, 0.0) > self._limit for day in days})
-        last = in_use_on(streak, now)
-        if last is not None:
-            return Verdict.active(
-                ref,
-                f"{counts.get(last, 0.0):g} predictions on {_day(last)} ({source})",
-                last_activity=min(last + DAY, now),
-            )
-        since = min(idle_since(streak, resource, window, days), now)
-        idle = [day for day in streak.idle_days if day + DAY > since] or list(streak.idle_days)
-        total = sum(counts.get(day, 0.0) for day in idle)
-        zero = sum(1 for day in idle if day not in counts)
-        evidence = f"{total:g} predictions since {_day(since)} ({source})"
-        if zero:
-            evidence += f"; {zero} day(s) with a heartbeat and no prediction counted"
-        if streak.last_active_day is not None:
-            evidence += f"; last busy day {_day(streak.last_active_day)}"
-        return Verdict.idle(
-            ref, since, evidence, confidence=Confidence.HIGH, last_activity=streak.last_activity
+        use = CountedUse(
+            noun="predictions",
+            one="prediction",
+            source=source,
+            missing="no prediction_count, replicas or cpu/utilization series in Cloud Monitoring "
+            f"since {_day(window.start)}",
+            newest="prediction/heartbeat point",
+        )
+        return counted_verdict(
+            resource, counts, beat, limit=self._limit, use=use, window=window, now=now
         )
 
 
