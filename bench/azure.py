@@ -46,6 +46,7 @@ from urllib.parse import parse_qs, unquote
 
 from harness import Measured, janitor_command, measure, scratch_dir, table, version
 from janitor.devserver.azure import AzureDevServer, Reply
+from janitor.devserver.azure.ml import MachineLearningService
 
 SUBSCRIPTIONS = (
     "6f1d3c2a-8b4e-4f0a-9c1d-2e3f4a5b6c7d",  # ml-research
@@ -63,6 +64,11 @@ VM_NAMESPACE = "Microsoft.Compute/virtualMachines"
 AGENT_NAMESPACE = "Telegraf/nvidia_smi"
 AGENT_METRIC = "utilization_gpu"
 ML_NAMESPACE_PREFIX = "microsoft.machinelearningservices/"
+ENDPOINT_NAMESPACE = "Microsoft.MachineLearningServices/workspaces/onlineEndpoints"
+DEPLOYMENT_NAMESPACE = "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/deployments"
+WORKSPACES_PER_CELL = 2  # Azure ML workspaces per subscription and region
+# What the deployments run on, in turn (a GPU or CPU VM size per instance).
+SERVING = ("Standard_NC4as_T4_v3", "Standard_NC6s_v3", "Standard_DS3_v2", "Standard_NC4as_T4_v3")
 
 # 20 VMs in a row take these sizes in turn (priced in all three regions).
 SIZES: tuple[tuple[str, int], ...] = (
@@ -134,6 +140,13 @@ LISTING: dict[str, str] = {
     "OnlineEndpoints_List": ENDPOINT,
     "OnlineDeployments_List": ENDPOINT,
 }
+# Other operations of a kind (reads a scan should not need; counted under the kind's "other").
+KIND_PREFIXES = (
+    ("VirtualMachines_", VM),
+    ("Workspaces_", ENDPOINT),
+    ("OnlineEndpoints_", ENDPOINT),
+    ("OnlineDeployments_", ENDPOINT),
+)
 OTHER_WHY = {
     "ManagedIdentity_GetToken": "auth",
     "Subscriptions_Get": "subscription check",
@@ -243,6 +256,8 @@ class Fleet:
     stopped: set[str] = field(default_factory=set)  # VMs stopped but allocated (idle)
     spot: set[str] = field(default_factory=set)  # idle Spot VMs: reported, never deallocated
     agent: set[str] = field(default_factory=set)  # VMs with the in-guest GPU metric
+    deployments: dict[str, int] = field(default_factory=dict)  # endpoint -> deployments
+    workspaces: int = 0
     seconds: float = 0.0
 
     def add(self, kind: str, name: str, region: str, *, idle: bool) -> None:
@@ -317,6 +332,65 @@ def seed_vms(
             fleet.stopped.add(name)
         if index in spot:
             fleet.spot.add(name)
+
+
+def seed_endpoints(server: AzureDevServer, fleet: Fleet, count: int, idle: set[int]) -> None:
+    """`count` managed online endpoints in `WORKSPACES_PER_CELL` workspaces per subscription and
+    region, one deployment each or (every fourth) two, blue/green 90/10. Every deployment
+    reports the `DeploymentCapacity` heartbeat every day; all but the idle endpoints count
+    `RequestsPerMinute` (split by `deployment`) every day, the idle ones none at all."""
+    if count <= 0:
+        return
+    ml = server.mount(MachineLearningService)
+    created = fleet.now - timedelta(days=AGE_DAYS)
+    days = _metric_days(fleet.now)
+    workspaces: dict[tuple[str, str, int], str] = {}
+    for subscription in SUBSCRIPTIONS:
+        for region in REGIONS:
+            for k in range(WORKSPACES_PER_CELL):
+                team = TEAMS[(len(workspaces) + k) % len(TEAMS)]
+                workspaces[(subscription, region, k)] = ml.add_workspace(
+                    subscription, f"mlw-{team}-{region}", resource_group=f"rg-ml-{region}",
+                    location=region, tags={"team": team}, created_at=created,
+                )  # fmt: skip
+    fleet.workspaces = len(workspaces)
+    for index in range(count):
+        subscription, region = cell(index)
+        team = TEAMS[index % len(TEAMS)]
+        name = f"{team}-ep-{index:03d}"
+        ws_id = workspaces[(subscription, region, index // 6 % WORKSPACES_PER_CELL)]
+        names = ["blue", "green"] if index % 4 == 0 else ["blue"]
+        deployments = [
+            {
+                "name": deployment,
+                "instance_type": SERVING[(index + position) % len(SERVING)],
+                "capacity": 2 if position == 0 else 1,
+                "environment_variables": {"WORKERS": "2"},
+                "tags": {"model": f"{team}-{index:03d}-v{position + 1}"},
+            }
+            for position, deployment in enumerate(names)
+        ]
+        traffic = {"blue": 90, "green": 10} if len(names) == 2 else {"blue": 100}
+        ep_id = ml.add_endpoint(
+            ws_id, name, deployments=deployments, traffic=traffic,
+            tags={"owner": USERS[(index * 3) % len(USERS)], "team": team}, created_at=created,
+        )  # fmt: skip
+        for position, deployment in enumerate(names):
+            server.monitor.add_daily(
+                f"{ep_id}/deployments/{deployment}", "DeploymentCapacity",
+                dict.fromkeys(days, float(deployments[position]["capacity"])),
+                namespace=DEPLOYMENT_NAMESPACE, region=region,
+            )  # fmt: skip
+            if index in idle:
+                continue
+            served = 2_000.0 + index * 10 if position == 0 else 200.0
+            server.monitor.add_daily(
+                ep_id, "RequestsPerMinute", dict.fromkeys(days, served),
+                namespace=ENDPOINT_NAMESPACE, region=region,
+                dimensions={"deployment": deployment},
+            )  # fmt: skip
+        fleet.add(ENDPOINT, name, region, idle=index in idle)
+        fleet.deployments[name] = len(names)
 
 
 # -- the scan --------------------------------------------------------------------------------
@@ -432,7 +506,8 @@ def split_calls(scan: Scan) -> dict[str, Counter[str]]:
         if operation in LISTING:
             out[LISTING[operation]]["listing"] += n
             continue
-        out["shared"]["other"] += n
+        kind = next((k for prefix, k in KIND_PREFIXES if operation.startswith(prefix)), "shared")
+        out[kind]["other"] += n
     return out
 
 
@@ -455,7 +530,10 @@ def print_report(scan: Scan, fleet: Fleet, *, agent: bool) -> None:
         f"{len(fleet.agent)} with the in-guest GPU metric)"
     )
     if endpoints:
-        title += f" and {endpoints} online endpoints ({len(fleet.idle[ENDPOINT])} idle)"
+        title += (
+            f" and {endpoints} online endpoints ({len(fleet.idle[ENDPOINT])} idle; "
+            f"{sum(fleet.deployments.values())} deployments in {fleet.workspaces} workspaces)"
+        )
     print(
         f"{title}, {len(SUBSCRIPTIONS)} subscriptions x {len(REGIONS)} regions "
         f"({', '.join(REGIONS)}), local ARM server in-process =="
@@ -511,6 +589,8 @@ def print_report(scan: Scan, fleet: Fleet, *, agent: bool) -> None:
         f"{2 if agent else 1} metric namespace(s) = "
         f"{len(SUBSCRIPTIONS) * len(REGIONS) * (2 if agent else 1)} calls at least)"
     )
+    if endpoints:
+        print(endpoint_metrics_note(scan, fleet))
     print()
     print("calls by operation:")
     for operation, n in sorted(scan.calls.items(), key=lambda item: (-item[1], item[0])):
@@ -545,6 +625,39 @@ def print_report(scan: Scan, fleet: Fleet, *, agent: bool) -> None:
         print(f"skipped: {line}")
 
 
+def endpoint_metrics_note(scan: Scan, fleet: Fleet) -> str:
+    """How the ML endpoint metrics were read: batched (subscription scope) or per endpoint."""
+    endpoints = fleet.sizes[ENDPOINT]
+    scoped = per_resource = requests = heartbeat = 0
+    for (operation, namespace), n in scan.by_namespace.items():
+        if kind_of_namespace(namespace) != ENDPOINT:
+            continue
+        if operation == "Metrics_ListAtSubscriptionScope":
+            scoped += n
+        else:
+            per_resource += n
+            if namespace.lower() == ENDPOINT_NAMESPACE.lower():
+                requests += n
+            else:
+                heartbeat += n
+    calls = scoped + per_resource
+    idle = fleet.idle[ENDPOINT]
+    idle_deployments = sum(fleet.deployments.get(name, 0) for name in idle)
+    head = f"ML endpoint metrics calls per endpoint: {_per(calls, endpoints)} ({calls} calls)"
+    if scoped:
+        return (
+            f"{head}: batched, {scoped} Metrics - List At Subscription Scope call(s) for the "
+            f"Azure ML namespaces, {per_resource} per-resource Metrics - List call(s)"
+        )
+    return (
+        f"{head}: one call per endpoint, not batched: Metrics - List At Subscription Scope does "
+        f"not serve {ENDPOINT_NAMESPACE} (0 calls), so each endpoint's RequestsPerMinute is one "
+        f"Metrics - List ({requests} calls), and each deployment of an endpoint its requests do "
+        f"not show active adds one heartbeat call ({heartbeat} calls; the {len(idle)} idle "
+        f"endpoints have {idle_deployments} deployments)"
+    )
+
+
 def failures(scan: Scan, fleet: Fleet) -> list[str]:
     out: list[str] = []
     if scan.measured.returncode != 0:
@@ -575,6 +688,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--vms", type=int, default=1000, help="GPU VMs (default 1000)")
     parser.add_argument("--idle-vms", type=int, default=100, help="idle VMs (default 100)")
     parser.add_argument(
+        "--endpoints", type=int, default=100, help="online endpoints (default 100; 0: no rule)"
+    )
+    parser.add_argument(
+        "--idle-endpoints", type=int, default=10, help="idle endpoints (default 10)"
+    )
+    parser.add_argument(
         "--agent",
         type=int,
         default=0,
@@ -585,8 +704,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.vms < 1 or not 0 <= args.idle_vms <= args.vms or not 0 <= args.agent <= args.vms:
-        print("azure: need --vms >= 1 and 0 <= --idle-vms, --agent <= --vms", file=sys.stderr)
+    if (
+        args.vms < 1
+        or not 0 <= args.idle_vms <= args.vms
+        or not 0 <= args.agent <= args.vms
+        or args.endpoints < 0
+        or not 0 <= args.idle_endpoints <= args.endpoints
+    ):
+        print(
+            "azure: need --vms >= 1, 0 <= --idle-vms, --agent <= --vms and "
+            "0 <= --idle-endpoints <= --endpoints",
+            file=sys.stderr,
+        )
         return 2
     print(
         f"python {platform.python_version()}, janitor {version('ml-janitor')}, "
@@ -601,9 +730,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         started = time.perf_counter()
         idle_vms = spread(args.vms, args.idle_vms)
         seed_vms(server, fleet, args.vms, idle_vms, spread(args.vms, args.agent, offset=1))
+        idle_endpoints = spread(args.endpoints, args.idle_endpoints, offset=2)
+        seed_endpoints(server, fleet, args.endpoints, idle_endpoints)
         fleet.seconds = time.perf_counter() - started
-        print(f"seeded {args.vms:,} VMs in {fleet.seconds:.1f} s")
-        scan = run_scan(server, workdir, agent=args.agent > 0, endpoints=False)
+        print(f"seeded {args.vms:,} VMs and {args.endpoints:,} endpoints in {fleet.seconds:.1f} s")
+        scan = run_scan(server, workdir, agent=args.agent > 0, endpoints=args.endpoints > 0)
     print()
     print_report(scan, fleet, agent=args.agent > 0)
     problems = failures(scan, fleet)
