@@ -650,11 +650,12 @@ def endpoint_metrics_note(scan: Scan, fleet: Fleet) -> str:
             f"Azure ML namespaces, {per_resource} per-resource Metrics - List call(s)"
         )
     return (
-        f"{head}: one call per endpoint, not batched: Metrics - List At Subscription Scope does "
-        f"not serve {ENDPOINT_NAMESPACE} (0 calls), so each endpoint's RequestsPerMinute is one "
-        f"Metrics - List ({requests} calls), and each deployment of an endpoint its requests do "
-        f"not show active adds one heartbeat call ({heartbeat} calls; the {len(idle)} idle "
-        f"endpoints have {idle_deployments} deployments)"
+        f"{head}: one call per endpoint, not batched: Metrics - List At Subscription Scope is "
+        f"not asked for {ENDPOINT_NAMESPACE} (0 calls; the kind holds that it does not serve "
+        f"Azure ML online endpoints), so each endpoint's RequestsPerMinute is one Metrics - List "
+        f"({requests} calls), and each deployment of an endpoint its requests do not show "
+        f"active adds one heartbeat call ({heartbeat} calls; the {len(idle)} idle endpoints "
+        f"have {idle_deployments} deployments)"
     )
 
 
