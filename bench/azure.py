@@ -360,11 +360,12 @@ def seed_endpoints(server: AzureDevServer, fleet: Fleet, count: int, idle: set[i
         name = f"{team}-ep-{index:03d}"
         ws_id = workspaces[(subscription, region, index // 6 % WORKSPACES_PER_CELL)]
         names = ["blue", "green"] if index % 4 == 0 else ["blue"]
+        capacity = {"blue": 2, "green": 1}
         deployments = [
             {
                 "name": deployment,
                 "instance_type": SERVING[(index + position) % len(SERVING)],
-                "capacity": 2 if position == 0 else 1,
+                "capacity": capacity[deployment],
                 "environment_variables": {"WORKERS": "2"},
                 "tags": {"model": f"{team}-{index:03d}-v{position + 1}"},
             }
@@ -378,7 +379,7 @@ def seed_endpoints(server: AzureDevServer, fleet: Fleet, count: int, idle: set[i
         for position, deployment in enumerate(names):
             server.monitor.add_daily(
                 f"{ep_id}/deployments/{deployment}", "DeploymentCapacity",
-                dict.fromkeys(days, float(deployments[position]["capacity"])),
+                dict.fromkeys(days, float(capacity[deployment])),
                 namespace=DEPLOYMENT_NAMESPACE, region=region,
             )  # fmt: skip
             if index in idle:
