@@ -374,7 +374,7 @@ def test_no_credentials_skips_the_cloud_with_a_line(tmp_path: Path) -> None:
     report = json.loads(result.stdout)
     assert report["findings"] == []
     assert report["errors"] == []
-    aws, azure, gcp = report["skipped"]  # the default policy names AWS, Azure and GCP
+    aws, azure, gcp = sorted(report["skipped"])  # the default policy names AWS, Azure and GCP
     assert aws.startswith("aws: skipped, no AWS credentials found")
     assert azure.startswith("azure: skipped, no Azure credentials")
     assert "azure.vm-gpu not scanned" in azure
@@ -383,6 +383,9 @@ def test_no_credentials_skips_the_cloud_with_a_line(tmp_path: Path) -> None:
     assert "gcp.vertex-endpoint" in gcp
     assert "gcp.workbench" in gcp
     assert "not scanned" in gcp
+    assert azure.startswith("azure: skipped, ")
+    assert "azure.ml-endpoint" in azure
+    assert "azure.ml-compute" in azure
 
 
 def test_unreachable_endpoint_is_one_line_per_scope_and_exit_1(tmp_path: Path) -> None:

@@ -235,6 +235,66 @@ _SPECS: tuple[KindSpec, ...] = (
         factory="janitor.clouds.azure.vm_gpu:build",
         options=("gpu_metric",),
     ),
+    KindSpec(
+        name="azure.ml-endpoint",
+        cloud=Cloud.AZURE,
+        title="Azure Machine Learning managed online endpoint with deployments",
+        evidence=(
+            "Azure Monitor RequestsPerMinute (Microsoft.MachineLearningServices/workspaces/"
+            "onlineEndpoints), Total per day split by deployment and summed (every deployment "
+            "must be idle); heartbeat DeploymentCapacity / CpuUtilizationPercentage per "
+            "deployment: a heartbeat day without requests is a zero day, no series at all "
+            "unknown. One Metrics - List per endpoint: the subscription-scope query does not "
+            "serve this namespace"
+        ),
+        confidence=Confidence.HIGH,
+        action="delete-deployments",
+        read_permissions=(
+            "Microsoft.MachineLearningServices/workspaces/read",
+            "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/read",
+            "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/deployments/read",
+            "Microsoft.Insights/metrics/read",
+        ),
+        action_permissions=(
+            "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/read",
+            "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/deployments/read",
+            # traffic to zero, and back on restore (Online Endpoints - Create Or Update)
+            "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/write",
+            "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/deployments/delete",
+            # restore
+            "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/deployments/write",
+        ),
+        stoppable_states=("Deployed",),
+        thresholds={"requests_per_day": 0.0},
+        max_lookback=timedelta(days=93),  # Azure Monitor platform metrics retention
+        factory="janitor.clouds.azure.ml_endpoint:build",
+    ),
+    KindSpec(
+        name="azure.ml-compute",
+        cloud=Cloud.AZURE,
+        title="Azure Machine Learning compute instance",
+        evidence=(
+            "the compute instance's lastOperation (name, time, trigger): the last create, "
+            "start, restart or stop, the strongest sign of use the API offers (no kernel, "
+            "terminal or utilisation data); low confidence. idleTimeBeforeShutdown not set: "
+            "advice"
+        ),
+        confidence=Confidence.LOW,
+        action="stop",
+        read_permissions=(
+            "Microsoft.MachineLearningServices/workspaces/read",
+            "Microsoft.MachineLearningServices/workspaces/computes/read",
+        ),
+        action_permissions=(
+            "Microsoft.MachineLearningServices/workspaces/computes/read",
+            "Microsoft.MachineLearningServices/workspaces/computes/stop/action",
+            "Microsoft.MachineLearningServices/workspaces/computes/start/action",
+        ),
+        stoppable_states=("Running",),
+        thresholds={},
+        max_lookback=timedelta(days=455),
+        factory="janitor.clouds.azure.ml_compute:build",
+    ),
 )
 
 KINDS: dict[str, KindSpec] = {spec.name: spec for spec in _SPECS}

@@ -27,6 +27,8 @@ from janitor.policy import Policy, Rule
 
 # Kinds listed subscription-wide, filtered by region client-side.
 SUBSCRIPTION_WIDE_KINDS = frozenset({"azure.vm-gpu"})
+# Azure ML: Workspaces - List By Subscription is one call per subscription.
+SUBSCRIPTION_WIDE_KINDS |= {"azure.ml-endpoint", "azure.ml-compute"}
 
 
 def _regions(policy: Policy, rule: Rule) -> tuple[str, ...]:

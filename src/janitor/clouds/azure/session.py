@@ -91,6 +91,10 @@ def load_credentials() -> AzureCredentials:
     # reports the outcome itself, in one line (skipped, or the scope's error).
     logging.getLogger("azure.identity").setLevel(logging.ERROR)
     credential = DefaultAzureCredential()
+    # The chain logs a multi-line warning when no credential works; the skipped line says it.
+    identity_log = logging.getLogger("azure.identity")
+    level = identity_log.level
+    identity_log.setLevel(logging.ERROR)
     try:
         credential.get_token(scope)
     except ClientAuthenticationError as exc:
@@ -98,6 +102,8 @@ def load_credentials() -> AzureCredentials:
         raise NoCredentials(
             f"no Azure credentials ({first[0] if first else 'DefaultAzureCredential failed'})"
         ) from exc
+    finally:
+        identity_log.setLevel(level)
     return AzureCredentials(credential, endpoint, scope)
 
 
