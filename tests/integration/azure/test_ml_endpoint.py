@@ -172,7 +172,7 @@ def test_the_subscription_scope_refuses_online_endpoint_metrics(
             filter="Microsoft.ResourceId eq '*'",
         )
     assert caught.value.status_code == 400
-    assert "not supported" in str(caught.value)
+    assert "not enabled for Cross Resource metrics" in str(caught.value)  # main's devserver rule
 
 
 def test_stop_zeroes_traffic_deletes_deployments_keeps_endpoint_and_restore_undoes_it(

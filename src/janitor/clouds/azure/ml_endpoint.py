@@ -52,6 +52,7 @@ from janitor.evidence import (
     idle_since,
     in_use_on,
     is_stale,
+    recently_active,
 )
 from janitor.model import (
     Cloud,
@@ -288,8 +289,10 @@ class MlEndpointProbe:
             "serve online endpoints)"
         )
         if counts:
+            # Days without requests have no count: only a request within the last 24 hours
+            # settles it here; otherwise the heartbeat below tells the silent days.
             streak = daily_streak({day: value > self._limit for day, value in counts.items()})
-            last = in_use_on(streak, now)
+            last = streak.last_active_day if recently_active(streak, now) else None
             if last is not None:
                 return Verdict.active(
                     ref,
