@@ -61,6 +61,7 @@ owners:
 # The GCP operations that change something (the local server's operation ids end in these).
 GCP_MUTATING = frozenset({"stop", "start", "patch", "deployModel", "undeployModel"})
 AZURE_RESTORED = "cv-train-nc24s"  # the Azure VM the demo starts again
+AZURE_ML_RESTORED = "sentiment-online"  # the Azure ML online endpoint (two deployments)
 # The local ARM counts calls per REST operation id: these verbs change something (POST
 # deallocate/start/powerOff/stop, PUT CreateOrUpdate, PATCH Update, DELETE).
 AZURE_MUTATING = frozenset(
@@ -204,7 +205,8 @@ def run_demo(days: int = 10) -> int:
                 f"project {gcp_fleet.project}, reached with a generated service-account key; "
                 f"a local Slack Web API server at {slack.url} (alice, bob and carol are in "
                 f"Slack, dave is not; fallback channel {FALLBACK_CHANNEL}); a local Azure Resource "
-                f"Manager (Compute, Azure Monitor) at {arm.url}, subscription "
+                f"Manager (Compute, Azure Monitor, Azure Machine Learning) at {arm.url}, "
+                "subscription "
                 f"{azure_fleet.subscription_name} ({azure_fleet.subscription}), over HTTPS with "
                 "a generated test CA, reached through DefaultAzureCredential's managed identity; "
                 "state in a "
@@ -223,7 +225,9 @@ def run_demo(days: int = 10) -> int:
                 f"VMs, {len(gcp_fleet.endpoints)} Vertex AI endpoints and "
                 f"{len(gcp_fleet.workbench)} Workbench instances; Azure "
                 f"{len(azure_fleet.vms)} GPU VMs (one of them stopped but still allocated, one "
-                "Spot).\n"
+                f"Spot), {sum(len(w.endpoints) for w in azure_fleet.workspaces)} Azure ML online "
+                f"endpoints and {sum(len(w.compute_instances) for w in azure_fleet.workspaces)} "
+                "compute instances.\n"
             )
 
             console.print(RichRule("1. What is idle today: janitor scan (read-only)"))
@@ -283,6 +287,10 @@ def run_demo(days: int = 10) -> int:
                 cli.main(["restore", GCP_RESTORED])
                 console.print(f"\n$ janitor restore {AZURE_RESTORED}   # an Azure VM, started")
                 cli.main(["restore", AZURE_RESTORED])
+                console.print(
+                    f"\n$ janitor restore {AZURE_ML_RESTORED}   # an Azure ML online endpoint"
+                )
+                cli.main(["restore", AZURE_ML_RESTORED])
 
                 console.print(RichRule("5. The report after the simulated period"))
                 console.print("$ janitor scan\n")

@@ -180,10 +180,31 @@ def check_azure_part(out: str) -> None:
         assert "spot-a100-sweep" not in listed(line, "stops"), day
         assert "spot-a100-sweep ->" not in line, day
 
-    # Restore: the deallocated VM is started again.
+    # Azure ML: the idle online endpoint is warned on day 0 (in Carol's DM), its deployments
+    # deleted on day 7 (the endpoint kept); the compute instance without idle shutdown gets a
+    # notice, and its advice shows in the report and in Carol's DM.
+    assert "sentiment-online" in listed(lines[0], "warnings")
+    assert "carol-gpu-ci" in listed(lines[0], "notices")
+    carol0 = day0.split("Slack: DM to Carol Example", 1)[1].split("Slack:", 1)[0]
+    assert f"sentiment-online azure.ml-endpoint {AZURE_SUBSCRIPTION}/eastus" in carol0
+    assert "Tip: idle shutdown is off (idleTimeBeforeShutdown is not set)" in carol0
+    advice = flat(scan.split("Advice:", 1)[1])
+    assert "carol-gpu-ci (azure.ml-compute, eastus): idle shutdown is off" in advice
+    for day in range(1, 7):
+        assert "sentiment-online" not in lines[day], day
+    assert "sentiment-online -> stopped" in lines[7]
+    assert "fraud-score-online" not in " ".join(lines.values())  # busy: nothing due
+
+    # Restore: the deallocated VM is started again, the endpoint's deployments recreated with
+    # their traffic.
     restore = flat(out.split("4. Undo stops", 1)[1].split("5. The report", 1)[0])
     assert "$ janitor restore cv-train-nc24s" in restore
     assert (
         f"started VM cv-train-nc24s in {AZURE_SUBSCRIPTION}/ml-research-rg (was deallocated)"
         in restore
+    )
+    assert "$ janitor restore sentiment-online" in restore
+    assert (
+        "recreated 2 deployment(s) of endpoint sentiment-online (blue, green); traffic "
+        "restored (blue 80%, green 20%)" in restore
     )

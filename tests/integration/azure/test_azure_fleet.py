@@ -18,7 +18,11 @@ from janitor import cli
 from janitor.demo import _environment, azure_environment
 from janitor.devserver.azure import AzureDevServer
 from janitor.devserver.azure_fleet import (
+    DEMO_SUBSCRIPTION,
     AzureFleet,
+    MlDeployment,
+    MlEndpoint,
+    MlWorkspace,
     advance_azure_fleet,
     demo_azure_fleet,
     seed_azure_fleet,
@@ -31,8 +35,8 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 
 @pytest.fixture
 def fleet(azure_env: AzureDevServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AzureFleet:
-    """The demo's Azure fleet seeded as of NOW, and a policy of the default policy's Azure VM
-    rule and lifecycle, over every subscription the credential lists."""
+    """The demo's Azure fleet seeded as of NOW, and a policy of the default policy's Azure rules
+    and lifecycle, over every subscription the credential lists."""
     spec = demo_azure_fleet()
     assert seed_azure_fleet(azure_env, spec, NOW) > 0
     policy = tmp_path / "policy.yaml"
@@ -41,7 +45,10 @@ def fleet(azure_env: AzureDevServer, tmp_path: Path, monkeypatch: pytest.MonkeyP
         "defaults:\n  owner_tags: [owner]\n"
         "azure:\n  subscriptions: []\n"
         "notifier:\n  type: console\n  counts_as_delivery: true\n"
-        "rules:\n  - name: gpu\n    kind: azure.vm-gpu\n",
+        "rules:\n"
+        "  - name: gpu\n    kind: azure.vm-gpu\n"
+        "  - name: endpoints\n    kind: azure.ml-endpoint\n"
+        "  - name: instances\n    kind: azure.ml-compute\n",
         encoding="utf-8",
     )
     monkeypatch.setenv("JANITOR_POLICY", str(policy))
@@ -61,7 +68,6 @@ def test_the_demo_subscription_scans_as_its_story_says(
 ) -> None:
     with time_machine.travel(NOW + timedelta(hours=1), tick=True):
         rows = scan(capsys)
-    assert set(rows) == {vm.name for vm in fleet.vms}
     assert {name: row["status"] for name, row in rows.items()} == {
         "llm-finetune-nd96": "active",
         "cv-train-nc24s": "idle",
@@ -69,7 +75,14 @@ def test_the_demo_subscription_scans_as_its_story_says(
         "viz-nv12s": "idle",
         "spot-a100-sweep": "idle",
         "nd-h100-benchmark": "exempt",
+        "sentiment-online": "idle",
+        "fraud-score-online": "active",
+        "carol-gpu-ci": "idle",
+        "alice-ci": "active",
     }
+    assert len(rows) == len(fleet.vms) + sum(
+        len(ws.endpoints) + len(ws.compute_instances) for ws in fleet.workspaces
+    )
     # Warned on day 0 (53 idle days or more) and deallocated on day 7; the others noticed.
     assert rows["cv-train-nc24s"]["action"] == "warn"
     assert rows["bert-nc6s-stopped"]["action"] == "warn"
@@ -90,6 +103,21 @@ def test_the_demo_subscription_scans_as_its_story_says(
     assert rows["cv-train-nc24s"]["owner"] == "bob@example.com"
     assert rows["bert-nc6s-stopped"]["owner"] == "dave@example.com"
 
+    # Azure ML: the endpoint served requests until 56 days ago (its two deployments' heartbeat
+    # goes on): idle since its last busy day, warned on day 0, priced by its instances.
+    endpoint = rows["sentiment-online"]
+    assert endpoint["action"] == "warn"
+    assert 56 <= endpoint["idle_days"] < 57.1
+    assert "last busy day" in endpoint["evidence"]
+    assert endpoint["monthly_cost_usd"] == pytest.approx((2 * 0.526 + 0.293) * 730)
+    assert endpoint["owner"] == "carol@example.com"
+    # The compute instance without idle shutdown: a notice, and the advice that would have
+    # prevented it; the one with idle shutdown gets none.
+    instance = rows["carol-gpu-ci"]
+    assert instance["action"] == "notify"
+    assert "idleTimeBeforeShutdown" in instance["advice"]
+    assert rows["alice-ci"]["advice"] is None
+
 
 def test_the_story_goes_on_for_what_still_runs(
     fleet: AzureFleet, azure_env: AzureDevServer, capsys: pytest.CaptureFixture[str]
@@ -102,8 +130,10 @@ def test_the_story_goes_on_for_what_still_runs(
         rows = scan(capsys)
     # The busy stay busy (without new values their newest day would be five days old) ...
     assert rows["llm-finetune-nd96"]["status"] == "active"
+    assert rows["fraud-score-online"]["status"] == "active"
     # ... and the idle stay idle, five days longer.
     assert rows["cv-train-nc24s"]["idle_days"] == pytest.approx(62.5, abs=0.6)
+    assert rows["sentiment-online"]["idle_days"] == pytest.approx(61.5, abs=0.6)
     # A deallocated VM is no finding and publishes nothing; a stopped one publishes nothing
     # either: it stays idle since its stop.
     assert "viz-nv12s" not in rows
@@ -114,6 +144,20 @@ def test_the_story_goes_on_for_what_still_runs(
     # NOW's day to today's, CPU and two network metrics: viz-nv12s's, now that it runs.
     days = (later.date() - NOW.date()).days + 1
     assert again - published == days * 3
+
+
+def test_an_endpoint_publishes_for_the_deployments_it_has(azure_env: AzureDevServer) -> None:
+    """What janitor's stop leaves (the endpoint, no deployment) publishes nothing."""
+    quiet = MlEndpoint("quiet", None, 90, 60, deployments=())
+    busy = MlEndpoint("busy", None, 90, None, (MlDeployment("blue", "Standard_DS3_v2", 1, 100),))
+    ws = MlWorkspace("ws", "eastus", 100, endpoints=(quiet, busy), compute_instances=())
+    fleet = AzureFleet(DEMO_SUBSCRIPTION, "demo", vms=(), workspaces=(ws,))
+    seed_azure_fleet(azure_env, fleet, NOW)
+    later = NOW + timedelta(days=3, hours=1)
+    days = (later.date() - NOW.date()).days + 1
+    with time_machine.travel(later, tick=True):
+        published = advance_azure_fleet(azure_env, fleet, NOW, NOW, later)
+    assert published == days * 2  # busy's blue: its heartbeat and its requests; quiet: none
 
 
 def test_the_demo_environment_reaches_the_local_server_only(
