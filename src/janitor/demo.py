@@ -2,10 +2,11 @@
 
 Starts the AWS emulator (moto in server mode), the local GCP server (Compute Engine, Cloud
 Monitoring, Vertex AI and Notebooks REST APIs, reached through a generated service-account key
-whose token endpoint is that server), the local Azure Resource Manager (Compute and Azure
-Monitor over HTTPS, its certificate from a test CA generated into the demo's temporary
-directory, reached through `DefaultAzureCredential`'s App Service managed identity whose token
-endpoint is that server) and a local Slack Web API server, all on 127.0.0.1 in this process,
+whose token endpoint is that server), the local Azure Resource Manager (Compute, Azure Monitor
+and Azure Machine Learning over HTTPS, its certificate from a test CA generated into the demo's
+temporary directory, reached through `DefaultAzureCredential`'s App Service managed identity
+whose token endpoint is that server) and a local Slack Web API server, all on 127.0.0.1 in this
+process,
 seeds a realistic ML fleet in an AWS account, a GCP project and an Azure subscription with
 histories in the past, shows the dry-run report, then plays the lifecycle over simulated days:
 notices, warnings and stops as the Slack messages owners receive, and restores.
