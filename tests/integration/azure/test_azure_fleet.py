@@ -15,8 +15,9 @@ import pytest
 import time_machine
 
 from janitor import cli
-from janitor.demo import _environment, azure_environment
+from janitor.demo import _azure_mutating, _environment, azure_environment
 from janitor.devserver.azure import AzureDevServer
+from janitor.devserver.azure.ml import MachineLearningService
 from janitor.devserver.azure_fleet import (
     DEMO_SUBSCRIPTION,
     AzureFleet,
@@ -192,3 +193,16 @@ def test_the_demo_environment_reaches_the_local_server_only(
     assert "SSL_CERT_FILE" not in os.environ or os.environ["SSL_CERT_FILE"] != str(
         azure_server.ca_file
     )
+
+
+def test_the_dry_run_line_counts_every_writing_route_as_mutating(
+    azure_server: AzureDevServer,
+) -> None:
+    """The demo tells mutating calls from reads by their REST operation id: every route of the
+    local ARM that is not a GET (POST deallocate/start/powerOff/stop, PUT, PATCH, DELETE) is
+    mutating, and no GET is."""
+    azure_server.mount(MachineLearningService)
+    routes = azure_server._routes
+    assert {r.method for r in routes} >= {"GET", "POST", "PUT", "PATCH", "DELETE"}
+    for route in routes:
+        assert _azure_mutating(route.operation) is (route.method != "GET"), route.operation
