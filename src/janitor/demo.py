@@ -2,10 +2,17 @@
 
 Starts the AWS emulator (moto in server mode), the local GCP server (Compute Engine, Cloud
 Monitoring, Vertex AI and Notebooks REST APIs, reached through a generated service-account key
+whose token endpoint is that server), the local Azure Resource Manager (Compute, Azure Monitor
+and Azure Machine Learning over HTTPS, its certificate from a test CA generated into the demo's
+temporary directory, reached through `DefaultAzureCredential`'s App Service managed identity
 whose token endpoint is that server) and a local Slack Web API server, all on 127.0.0.1 in this
-process, seeds a realistic ML fleet in an AWS account and a GCP project with histories in the
-past, shows the dry-run report, then plays the lifecycle over simulated days: notices, warnings
-and stops as the Slack messages owners receive, and restores.
+process,
+seeds a realistic ML fleet in an AWS account, a GCP project and an Azure subscription with
+histories in the past, shows the dry-run report, then plays the lifecycle over simulated days:
+notices, warnings and stops as the Slack messages owners receive, and restores.
+
+The emulators' environment (credentials, endpoints, the test CA) is set in this process only
+while the demo runs; the machine's own AWS, GCP and Azure logins are never used.
 
 The policy is the embedded default one plus an `owners:` section: GCP label values cannot hold
 `@` or `.`, so the GCP project's owner labels are bare names that the policy maps.
@@ -21,7 +28,7 @@ import csv
 import os
 import re
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -36,6 +43,7 @@ from janitor import cli
 from janitor.policy import default_policy_text
 
 if TYPE_CHECKING:
+    from janitor.devserver.azure import AzureDevServer
     from janitor.devserver.slack import Received, SlackUser
 
 DEMO_REGION = "us-east-1"
@@ -53,6 +61,25 @@ owners:
 """
 # The GCP operations that change something (the local server's operation ids end in these).
 GCP_MUTATING = frozenset({"stop", "start", "patch", "deployModel", "undeployModel"})
+AZURE_RESTORED = "cv-train-nc24s"  # the Azure VM the demo starts again
+AZURE_ML_RESTORED = "sentiment-online"  # the Azure ML online endpoint (two deployments)
+# The local ARM counts calls per REST operation id: these verbs change something (POST
+# deallocate/start/powerOff/stop, PUT CreateOrUpdate, PATCH Update, DELETE).
+AZURE_MUTATING = frozenset(
+    {"Deallocate", "Start", "PowerOff", "Stop", "Restart", "CreateOrUpdate", "Update", "Delete"}
+)
+AZURE_TOKEN_OPS = frozenset({"ManagedIdentity_GetToken"})  # the credential, not the cloud
+# The machine's managed-identity and endpoint variables, removed in the demo like AZURE_*.
+AZURE_MACHINE_VARIABLES = (
+    "IDENTITY_ENDPOINT",
+    "IDENTITY_HEADER",
+    "IDENTITY_SERVER_THUMBPRINT",
+    "IMDS_ENDPOINT",
+    "MSI_ENDPOINT",
+    "MSI_SECRET",
+    "JANITOR_AZURE_ARM_ENDPOINT",
+    "JANITOR_AZURE_ARM_AUDIENCE",
+)
 
 
 def demo_slack_users() -> tuple[SlackUser, ...]:
@@ -67,9 +94,14 @@ def demo_slack_users() -> tuple[SlackUser, ...]:
 
 
 @contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
+def _environment(values: Mapping[str, str | None]) -> Iterator[None]:
+    """`values` in this process's environment while the block runs (None: removed)."""
     saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
+    for key, value in values.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
     try:
         yield
     finally:
@@ -109,10 +141,17 @@ class _SimulatedClock:
 
 def run_demo(days: int = 10) -> int:
     try:
+        import azure.identity  # noqa: F401 - the Azure subscription's kinds need the azure extra
         import google.auth  # noqa: F401 - the GCP project's kinds need the gcp extra
         import time_machine  # noqa: F401 - the simulated days need it
 
         from janitor.devserver.aws import AwsDevServer
+        from janitor.devserver.azure import AzureDevServer, TestCa
+        from janitor.devserver.azure_fleet import (
+            advance_azure_fleet,
+            demo_azure_fleet,
+            seed_azure_fleet,
+        )
         from janitor.devserver.fleet import advance_fleet, demo_fleet, seed_fleet
         from janitor.devserver.gcp import GcpDevServer, write_service_account_key
         from janitor.devserver.gcp_fleet import advance_gcp_fleet, demo_gcp_fleet, seed_gcp_fleet
@@ -129,7 +168,11 @@ def run_demo(days: int = 10) -> int:
         AwsDevServer() as server,
         GcpDevServer(operation_polls=1) as gcp,  # an operation: RUNNING, then DONE when polled
         SlackDevServer(token=DEMO_SLACK_TOKEN, users=users) as slack,
+        # HTTPS (the Azure SDK's bearer-token policy refuses http), its certificate from a test
+        # CA generated into the demo's temporary directory and trusted only by this process.
+        AzureDevServer(tls=TestCa.generate(os.path.join(tmp, "azure-tls"))) as arm,
     ):
+        azure_fleet = demo_azure_fleet()
         gcp_fleet = demo_gcp_fleet()
         key_file = os.path.join(tmp, "gcp-service-account.json")
         write_service_account_key(gcp, key_file, project=gcp_fleet.project)
@@ -153,6 +196,7 @@ def run_demo(days: int = 10) -> int:
             "JANITOR_SLACK_API_URL": slack.url,
             "JANITOR_SLACK_FALLBACK_CHANNEL": FALLBACK_CHANNEL,
             "JANITOR_SLACK_WEBHOOK_URL": "",
+            **azure_environment(arm, tmp),
         }
         with _environment(env):
             console.print(RichRule("janitor demo"))
@@ -161,7 +205,12 @@ def run_demo(days: int = 10) -> int:
                 f"(Compute Engine, Cloud Monitoring, Vertex AI, Notebooks) at {gcp.url}, "
                 f"project {gcp_fleet.project}, reached with a generated service-account key; "
                 f"a local Slack Web API server at {slack.url} (alice, bob and carol are in "
-                f"Slack, dave is not; fallback channel {FALLBACK_CHANNEL}); state in a "
+                f"Slack, dave is not; fallback channel {FALLBACK_CHANNEL}); a local Azure Resource "
+                f"Manager (Compute, Azure Monitor, Azure Machine Learning) at {arm.url}, "
+                "subscription "
+                f"{azure_fleet.subscription_name} ({azure_fleet.subscription}), over HTTPS with "
+                "a generated test CA, reached through DefaultAzureCredential's managed identity; "
+                "state in a "
                 "temporary SQLite file; the embedded default policy (notice at 30 idle days, "
                 "warning at 53, stop at 60) with an owners: section for GCP's owner labels:"
             )
@@ -169,12 +218,17 @@ def run_demo(days: int = 10) -> int:
             fleet = demo_fleet(DEMO_REGION)
             seed_fleet(server, fleet, now)
             seed_gcp_fleet(gcp, gcp_fleet, now)
+            seed_azure_fleet(arm, azure_fleet, now)
             console.print(
                 f"\nSeeded, with their usage history: AWS {len(fleet.endpoints)} SageMaker "
                 f"endpoints, {len(fleet.notebooks)} notebook instances and "
                 f"{len(fleet.gpu_instances)} GPU instances; GCP {len(gcp_fleet.gpu_vms)} GPU "
                 f"VMs, {len(gcp_fleet.endpoints)} Vertex AI endpoints and "
-                f"{len(gcp_fleet.workbench)} Workbench instances.\n"
+                f"{len(gcp_fleet.workbench)} Workbench instances; Azure "
+                f"{len(azure_fleet.vms)} GPU VMs (one of them stopped but still allocated, one "
+                f"Spot), {sum(len(w.endpoints) for w in azure_fleet.workspaces)} Azure ML online "
+                f"endpoints and {sum(len(w.compute_instances) for w in azure_fleet.workspaces)} "
+                "compute instances.\n"
             )
 
             console.print(RichRule("1. What is idle today: janitor scan (read-only)"))
@@ -185,13 +239,17 @@ def run_demo(days: int = 10) -> int:
             console.print("$ janitor run   # no --apply: no stop, no message, no state\n")
             server.reset_calls()
             gcp.reset_calls()
+            arm.reset_calls()
             cli.main(["run", "--format", "markdown", "--output", f"{tmp}/dry.md"])
             aws_writes = sum(n for op, n in server.calls.items() if _mutating(op))
             gcp_writes = sum(n for op, n in gcp.calls.items() if _gcp_mutating(op))
+            azure_calls = {op: n for op, n in arm.calls.items() if op not in AZURE_TOKEN_OPS}
+            azure_writes = sum(n for op, n in azure_calls.items() if _azure_mutating(op))
             console.print(
                 f"(report written to a file; {sum(server.calls.values())} AWS API calls, "
                 f"{aws_writes} of them mutating; {sum(gcp.calls.values())} GCP API calls, "
-                f"{gcp_writes} of them mutating; {len(slack.messages())} Slack messages)\n"
+                f"{gcp_writes} of them mutating; {sum(azure_calls.values())} Azure API calls, "
+                f"{azure_writes} of them mutating; {len(slack.messages())} Slack messages)\n"
             )
 
             console.print(RichRule(f"3. The lifecycle over {days} simulated days"))
@@ -203,6 +261,7 @@ def run_demo(days: int = 10) -> int:
                 (
                     partial(advance_fleet, server, fleet),
                     partial(advance_gcp_fleet, gcp, gcp_fleet, now),
+                    partial(advance_azure_fleet, arm, azure_fleet, now),
                 ),
                 seeded_at=now,
             )
@@ -227,6 +286,12 @@ def run_demo(days: int = 10) -> int:
                 cli.main(["history", "llm-summarizer-canary"])
                 console.print(f"\n$ janitor restore {GCP_RESTORED}   # a Vertex AI endpoint")
                 cli.main(["restore", GCP_RESTORED])
+                console.print(f"\n$ janitor restore {AZURE_RESTORED}   # an Azure VM, started")
+                cli.main(["restore", AZURE_RESTORED])
+                console.print(
+                    f"\n$ janitor restore {AZURE_ML_RESTORED}   # an Azure ML online endpoint"
+                )
+                cli.main(["restore", AZURE_ML_RESTORED])
 
                 console.print(RichRule("5. The report after the simulated period"))
                 console.print("$ janitor scan\n")
@@ -270,6 +335,30 @@ def _mutating(operation: str) -> bool:
 
 def _gcp_mutating(operation: str) -> bool:
     return operation.rsplit(".", 1)[-1] in GCP_MUTATING
+
+
+def _azure_mutating(operation: str) -> bool:
+    return operation.rsplit("_", 1)[-1] in AZURE_MUTATING
+
+
+def azure_environment(server: AzureDevServer, tmp: str) -> dict[str, str | None]:
+    """What points DefaultAzureCredential and janitor at the demo's local ARM, and only there:
+    the machine's own Azure login never reaches the demo (its AZURE_* and managed-identity
+    variables removed, an empty Azure CLI configuration).
+
+    REQUESTS_CA_BUNDLE and SSL_CERT_FILE trust the test CA alone, which is all the demo needs:
+    every other emulator (moto, the GCP and Slack servers) speaks plain http on 127.0.0.1,
+    where no certificate is checked."""
+    machine: dict[str, str | None] = {
+        name: None
+        for name in os.environ
+        if name.startswith("AZURE_") or name in AZURE_MACHINE_VARIABLES
+    }
+    return {
+        **machine,
+        **server.env(),  # IDENTITY_*, REQUESTS_CA_BUNDLE, SSL_CERT_FILE, the ARM endpoint
+        "AZURE_CONFIG_DIR": os.path.join(tmp, "azure-cli"),
+    }
 
 
 def _day_summary(csv_path: str) -> str:

@@ -50,7 +50,7 @@ from janitor.evidence import (
     counted_verdict,
     daily_bounds,
     daily_streak,
-    in_use_on,
+    recently_active,
 )
 from janitor.model import (
     Cloud,
@@ -286,8 +286,10 @@ class MlEndpointProbe:
             "serve online endpoints)"
         )
         if counts:
+            # Days without requests have no count: only a request within the last 24 hours
+            # settles it here; otherwise the heartbeat (in counted_verdict) tells the silent days.
             streak = daily_streak({day: value > self._limit for day, value in counts.items()})
-            last = in_use_on(streak, now)
+            last = streak.last_active_day if recently_active(streak, now) else None
             if last is not None:
                 return Verdict.active(
                     ref,
