@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 ScopeFactory = Callable[..., "AwsScope"]
 
+# Azurite and the Cloud Storage emulator (azurite, blob_service, gcs_env, gcs_client...).
+pytest_plugins = ["tests.storage_fixtures"]
+
 
 @pytest.fixture(scope="session")
 def aws_server() -> Iterator[AwsDevServer]:

@@ -385,6 +385,16 @@ class GcpDevServer(BackgroundServer[ThreadingHTTPServer]):
         with self._lock:
             self._keys[key_id] = pem
 
+    def accepts(self, authorization: str) -> bool:
+        """Whether an `Authorization` header value would pass this server's authentication: a
+        token it issued, or a self-signed JWT verifying against a registered key. Lets another
+        local server (the Cloud Storage emulator) take the same credentials."""
+        try:
+            self._authenticate(authorization)
+        except GoogleApiError:
+            return False
+        return True
+
     def issue_token(self) -> str:
         """An access token the server accepts (for requests made without google-auth)."""
         token = "ya29.local-" + secrets.token_urlsafe(24)
