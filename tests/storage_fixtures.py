@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    import google.cloud.storage as storage
     from azure.storage.blob import BlobServiceClient
-    from google.cloud import storage
 
     from janitor.devserver.azurite import Azurite
     from janitor.devserver.gcp import GcpDevServer
@@ -112,7 +112,7 @@ def gcs_env(
 
 @pytest.fixture
 def gcs_client(gcs_env: GcsEmulator) -> storage.Client:
-    from google.cloud import storage
+    import google.cloud.storage as storage
 
     from janitor.clouds.gcp.session import default_project, load_credentials
 

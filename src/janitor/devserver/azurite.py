@@ -33,6 +33,7 @@ What Azurite 3.35 does and does not do (checked by tests/integration/storage/tes
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import re
@@ -234,10 +235,9 @@ class Azurite:
             except ProcessLookupError:
                 pass
         if process is not None and process.poll() is not None:
-            try:  # children left in the group (none expected): end them too
+            # children left in the group (none expected): end them too
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(process.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
         workdir, self._workdir = self._workdir, None
         if workdir is not None:
             shutil.rmtree(workdir, ignore_errors=True)

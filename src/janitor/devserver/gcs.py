@@ -17,8 +17,11 @@ What the emulator does not model, and how tests see it instead: every request is
 * answers `objects.list` in one page whatever `maxResults` says (no `nextPageToken`);
 * keeps the source's storage class on `objects.rewrite` (the `storageClass` in the body is
   ignored) and always answers `done: true` (never a `rewriteToken`);
-* gives a rewritten object a new generation and new `timeCreated` / `updated` (as GCS does).
-Assert page sizes, storage-class changes and rewrite bodies through `requests`.
+* gives a rewritten object a new generation and new `timeCreated` / `updated` (GCS does too).
+Assert page sizes, rewrite tokens and rewrite bodies through `requests`. With
+`storage_class_rewrites=True` (the default) this wrapper makes a rewrite's `storageClass` stick
+(the answer and the stored object carry it), so that a scan after an archive, or a restore, sees
+the class GCS would show; `False` leaves the emulator as it is.
 
 Backdating. The emulator stamps `timeCreated`, `updated` and `generation` from this process's
 clock, so `at(when)` (time_machine, ticking so generations stay distinct) seeds objects in the
@@ -29,8 +32,9 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -45,6 +49,9 @@ if TYPE_CHECKING:
     from janitor.devserver.gcp import GcpDevServer
 
 EMULATOR_HOST_ENV = "STORAGE_EMULATOR_HOST"
+_REWRITE = re.compile(
+    r"/storage/v1/b/(?P<bucket>[^/]+)/o/(?P<object>.+)/rewriteTo/b/(?P<dest_bucket>[^/]+)/o/(?P<dest_object>.+)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +88,7 @@ def _handler_class(emulator: GcsEmulator) -> type[Any]:
         def _dispatch(self, method: str) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
-            self.rfile = io.BytesIO(body)  # the emulator reads the body again
+            self.rfile: Any = io.BytesIO(body)  # the emulator reads the body again
             parts = urlsplit(self.path)
             record = RecordedRequest(
                 method=self.headers.get("X-HTTP-Method-Override") or method,
@@ -96,7 +103,11 @@ def _handler_class(emulator: GcsEmulator) -> type[Any]:
                 self._unauthorized()
                 return
             with emulator._lock:  # the emulator's storage is not thread-safe
-                Router(self).handle(method)
+                restore = emulator._apply_storage_class(record)
+                try:
+                    Router(self).handle(method)
+                finally:
+                    restore()
 
         def _unauthorized(self) -> None:
             payload = json.dumps(
@@ -140,11 +151,18 @@ def _handler_class(emulator: GcsEmulator) -> type[Any]:
 class GcsEmulator(BackgroundServer[ThreadingHTTPServer]):
     """`with GcsEmulator(auth=gcp_server) as gcs: ...`; `gcs.url` is STORAGE_EMULATOR_HOST."""
 
-    def __init__(self, *, auth: GcpDevServer | None = None, port: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        auth: GcpDevServer | None = None,
+        storage_class_rewrites: bool = True,
+        port: int = 0,
+    ) -> None:
         super().__init__()
         from gcp_storage_emulator.storage import Storage
 
         self._auth = auth
+        self._storage_class_rewrites = storage_class_rewrites
         self._port = port
         self._lock = threading.RLock()
         self._storage = Storage(use_memory_fs=True)
@@ -168,6 +186,33 @@ class GcsEmulator(BackgroundServer[ThreadingHTTPServer]):
         if self._auth is None:
             return True
         return self._auth.accepts(request.headers.get("authorization", ""))
+
+    def _apply_storage_class(self, request: RecordedRequest) -> Callable[[], None]:
+        """For `objects.rewrite` with a `storageClass` in the body: give the source object that
+        class for the duration of the rewrite, so the emulator copies it to the new generation
+        (and answers it). Returns how to put the source back (a no-op when source = dest, or
+        when this is not such a rewrite)."""
+        nothing: Callable[[], None] = lambda: None  # noqa: E731
+        if not self._storage_class_rewrites or request.method != "POST":
+            return nothing
+        match = _REWRITE.fullmatch(request.path)
+        body = request.json()
+        if match is None or not isinstance(body, dict) or not body.get("storageClass"):
+            return nothing
+        source_key = (match["bucket"], match["object"])
+        try:
+            source = self._storage.get_file_obj(*source_key)
+        except Exception:  # noqa: BLE001 (the emulator's NotFound): the rewrite answers 404
+            return nothing
+        former = source.get("storageClass")
+        source["storageClass"] = body["storageClass"]
+        if source_key == (match["dest_bucket"], match["dest_object"]):
+            return nothing
+
+        def put_back() -> None:
+            source["storageClass"] = former
+
+        return put_back
 
     # -- observation -----------------------------------------------------------------------------
 
