@@ -6,7 +6,37 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck unit bench bench-gcp bench-azure clean
+.PHONY: demo test lint typecheck unit bench bench-gcp bench-azure clean emulators faketime
+
+# Azurite, the Azure Storage emulator the tests and the demo start, is a Node package pinned in
+# package.json / package-lock.json and installed into node_modules/ (`npm ci`). No Node, no
+# tests: make fails and says how to get it, rather than skipping Azure Blob silently.
+NODE_STAMP := node_modules/.installed-stamp
+NODE_HINT := Azurite (the Azure Blob emulator the tests start) needs Node.js 20+ and npm: \
+  install them from https://nodejs.org/en/download, or with your package manager \
+  (Debian/Ubuntu: apt-get install nodejs npm; macOS: brew install node), then run make again.
+
+$(NODE_STAMP): package.json package-lock.json
+	@command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || \
+	  { echo "make: node/npm not found. $(NODE_HINT)" >&2; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+# libfaketime moves Azurite's clock, so tests can write blobs with a Last-Modified in the past.
+# Installed with apt-get when make runs as root on Debian/Ubuntu; otherwise make says how.
+FAKETIME_HINT := libfaketime is needed to backdate blobs in Azurite: \
+  run sudo apt-get install faketime (Debian/Ubuntu), then make again.
+
+faketime:
+	@if ls /usr/lib/*/faketime/libfaketime.so.1 /usr/lib/faketime/libfaketime.so.1 \
+	    >/dev/null 2>&1 || [ -n "$$JANITOR_LIBFAKETIME" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "apt-get install faketime"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq faketime >/dev/null 2>&1 || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq faketime; }; \
+	else echo "make: $(FAKETIME_HINT)" >&2; exit 1; fi
+
+emulators: $(NODE_STAMP) faketime
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,12 +44,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[all,dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) emulators
 	$(BIN)/janitor demo
 
-# Lint, type-check, then the whole suite. The emulators (moto server, the CloudTrail handler) are
-# started by the suite's own fixtures on 127.0.0.1; nothing outside the venv is needed.
-test: $(STAMP)
+# Lint, type-check, then the whole suite. The emulators (moto server, the local GCP, Azure and
+# Slack servers, the Cloud Storage emulator, Azurite) are started by the suite's own fixtures on
+# 127.0.0.1; outside the venv they need node_modules/ (Azurite) and libfaketime.
+test: $(STAMP) emulators
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -62,4 +93,4 @@ bench-azure: $(STAMP)
 	$(BIN)/python bench/azure.py $(BENCH_AZURE_ARGS)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache node_modules
