@@ -5,6 +5,10 @@ time."""
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -175,3 +179,34 @@ def test_list_pages_by_maxresults_and_no_last_access_time(blob_service: BlobServ
 
     assert [len(page) for page in pages] == [2, 2, 1]
     assert {b.last_accessed_on for page in pages for b in page} == {None}
+
+
+def test_no_azurite_outlives_a_killed_test_process() -> None:
+    script = (
+        "import sys, time\n"
+        "from janitor.devserver.azurite import Azurite\n"
+        "azurite = Azurite(backdating=False)\n"
+        "azurite.start()\n"
+        "print(azurite.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    try:
+        assert parent.stdout is not None
+        pid = int(parent.stdout.readline())
+        assert _alive(pid)
+    finally:
+        parent.kill()  # SIGKILL: no cleanup code runs in the parent
+        parent.wait(timeout=10)
+    for _ in range(200):
+        if not _alive(pid):
+            break
+        time.sleep(0.05)
+    orphan = _alive(pid)
+    if orphan:  # do not leave it behind when this test fails
+        os.killpg(pid, signal.SIGKILL)
+    assert not orphan
