@@ -28,8 +28,8 @@ FAKETIME_HINT := libfaketime is needed to backdate blobs in Azurite: \
   run sudo apt-get install faketime (Debian/Ubuntu), then make again.
 
 faketime:
-	@if ls /usr/lib/*/faketime/libfaketime.so.1 /usr/lib/faketime/libfaketime.so.1 \
-	    >/dev/null 2>&1 || [ -n "$$JANITOR_LIBFAKETIME" ]; then :; \
+	@if [ -n "$$JANITOR_LIBFAKETIME" ] || ls /usr/lib/*/faketime/libfaketime.so.1 \
+	    /usr/lib/faketime/libfaketime.so.1 2>/dev/null | grep -q .; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	  echo "apt-get install faketime"; \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq faketime >/dev/null 2>&1 || \
