@@ -10,8 +10,9 @@ in a session of its own, reads the port it bound from its log, waits until it an
 on `stop()` (or leaving the `with` block, also when a test fails) terminates the whole process
 group, so no Node process outlives the test run; on Linux the process also gets SIGTERM when
 the thread that started it ends (PR_SET_PDEATHSIG), so a test process killed outright leaves no
-Azurite behind either. Start it from a thread that lives as long as you need it (the main one). Clients use the well-known development account
-(`ACCOUNT_NAME`, `ACCOUNT_KEY`): `connection_string` or `account_url` + the key.
+Azurite behind either. Start it from a thread that lives as long as you need it (the main one).
+Clients use the well-known development account (`ACCOUNT_NAME`, `ACCOUNT_KEY`):
+`connection_string`, or `account_url` and the key.
 
 Backdating: Azurite stamps `Last-Modified` (and `Creation-Time`) from its own clock, and no API
 sets them. When Debian's `faketime` package (libfaketime) is installed, the process starts with
