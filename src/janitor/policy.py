@@ -30,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from janitor import checkpoints as ckpt
 from janitor.clouds import registry
 from janitor.model import Cloud
 
@@ -175,6 +176,66 @@ class GpuMetric(_Strict):
     name: str = Field(min_length=1)  # e.g. "utilization_gpu"
 
 
+def _check_pattern(value: str) -> str:
+    problem = ckpt.pattern_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+CheckpointPattern = Annotated[str, Field(strict=True), AfterValidator(_check_pattern)]
+
+
+class CheckpointBucket(_Strict):
+    """A bucket (Azure: `account/container`) a checkpoint rule lists, beside the tagged ones."""
+
+    name: str = Field(strict=True, min_length=1)  # checked against the kind's store below
+    prefix: str = Field(default="", strict=True, max_length=ckpt.MAX_PREFIX)
+
+
+class CheckpointOptions(_Strict):
+    """`checkpoints:` of the checkpoint kinds (`KindSpec.options` has "checkpoints")."""
+
+    buckets: tuple[CheckpointBucket, ...] = ()
+    file_patterns: tuple[CheckpointPattern, ...] = ckpt.DEFAULT_FILE_PATTERNS
+    dir_patterns: tuple[CheckpointPattern, ...] = ckpt.DEFAULT_DIR_PATTERNS
+    keep_latest: int = Field(default=ckpt.DEFAULT_KEEP_LATEST, strict=True, ge=1, le=1000)
+    # A tier (cold, archive, deep-archive) or the store's own class name; checked per store.
+    storage_class: str = Field(default=ckpt.DEFAULT_STORAGE_CLASS, strict=True, min_length=1)
+
+    @model_validator(mode="after")
+    def _recognises_something(self) -> CheckpointOptions:
+        if not self.file_patterns and not self.dir_patterns:
+            raise ValueError(
+                "file_patterns and dir_patterns are both empty: nothing is a checkpoint"
+            )
+        return self
+
+    def problems(self, cloud: Cloud) -> list[str]:
+        """What does not fit the kind's object store, one line each."""
+        store = ckpt.store_of(cloud)
+        found: list[str] = []
+        try:
+            ckpt.target_class(store, self.storage_class)
+        except ValueError as exc:
+            found.append(f"checkpoints.storage_class: {exc}")
+        seen: dict[str, list[tuple[int, str]]] = {}
+        for index, bucket in enumerate(self.buckets):
+            where = f"checkpoints.buckets[{index}]"
+            problem = ckpt.bucket_problem(store, bucket.name)
+            if problem:
+                found.append(f"{where}.name: {problem}")
+            for other, prefix in seen.get(bucket.name, []):
+                if bucket.prefix.startswith(prefix) or prefix.startswith(bucket.prefix):
+                    found.append(
+                        f"{where}: {bucket.name} prefix {bucket.prefix!r} overlaps "
+                        f"checkpoints.buckets[{other}] (prefix {prefix!r}): runs would be "
+                        "listed twice"
+                    )
+            seen.setdefault(bucket.name, []).append((index, bucket.prefix))
+        return found
+
+
 class RuleModel(_Strict):
     name: str = Field(min_length=1)
     kind: str
@@ -189,6 +250,8 @@ class RuleModel(_Strict):
     owner_tags: tuple[str, ...] | None = None
     # Kinds that declare "gpu_metric" in their KindSpec.options only.
     gpu_metric: GpuMetric | None = None
+    # Kinds that declare "checkpoints" in their KindSpec.options only.
+    checkpoints: CheckpointOptions | None = None
 
     @field_validator("regions")
     @classmethod
@@ -225,10 +288,17 @@ class RuleModel(_Strict):
             )
         if self.gpu_metric is not None and "gpu_metric" not in spec.options:
             raise ValueError(f"gpu_metric is not known for {self.kind}")
-        if self.action not in (None, spec.action, "notify-only"):
+        if self.checkpoints is not None:
+            if "checkpoints" not in spec.options:
+                raise ValueError(f"checkpoints is not known for {self.kind}")
+            problems = self.checkpoints.problems(spec.cloud)
+            if problems:
+                raise ValueError("; ".join(problems))
+        if self.action not in (None, spec.action, *spec.actions, "notify-only"):
+            allowed = ", ".join(repr(a) for a in (spec.action, *spec.actions))
             raise ValueError(
                 f"action {self.action!r} is not available for {self.kind} "
-                f"(use {spec.action!r} or 'notify-only')"
+                f"(use {allowed} or 'notify-only')"
             )
         return self
 
@@ -390,6 +460,8 @@ class Rule:
     owner_tags: tuple[str, ...]
     exempt_tag: str
     gpu_metric: GpuMetric | None = None  # the in-guest GPU metric, for kinds that read one
+    # The checkpoint kinds' options, defaults filled in; None for every other kind.
+    checkpoints: CheckpointOptions | None = None
 
     @property
     def may_stop(self) -> bool:
@@ -470,6 +542,8 @@ def _resolve(model: PolicyModel, source: str) -> Policy:
                 owner_tags=raw.owner_tags or d.owner_tags,
                 exempt_tag=d.exempt_tag,
                 gpu_metric=raw.gpu_metric,
+                checkpoints=raw.checkpoints
+                or (CheckpointOptions() if "checkpoints" in spec.options else None),
             )
         )
     if problems:

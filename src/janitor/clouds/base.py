@@ -118,6 +118,9 @@ class KindSpec:
     max_lookback: timedelta = timedelta(days=455)
     # Rule fields beyond the common ones that the kind reads (e.g. "gpu_metric").
     options: tuple[str, ...] = ()
+    # Actions a rule may choose instead of `action` (e.g. "delete" for the checkpoint kinds,
+    # whose own action is "archive").
+    actions: tuple[str, ...] = ()
     # "module:function" building the handlers for (scope, rule); imported only when used,
     # so a cloud's SDK is imported only when a policy names that cloud.
     factory: str = ""
