@@ -44,7 +44,16 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, unquote
 
-from harness import Measured, janitor_command, measure, scratch_dir, table, version
+from harness import (
+    Measured,
+    calls_table,
+    janitor_command,
+    measure,
+    per,
+    scratch_dir,
+    verdict,
+    version,
+)
 from janitor.devserver.azure import AzureDevServer, Reply
 from janitor.devserver.azure.ml import MachineLearningService
 
@@ -512,14 +521,6 @@ def split_calls(scan: Scan) -> dict[str, Counter[str]]:
     return out
 
 
-def _per(calls: int, resources: int) -> str:
-    return f"{calls / resources:.4f}" if resources else "-"
-
-
-def _verdict(value: float, target: float) -> str:
-    return f"target < {target:g}: {'met' if value < target else 'MISSED'}"
-
-
 def print_report(scan: Scan, fleet: Fleet, *, agent: bool) -> None:
     m = scan.measured
     split = split_calls(scan)
@@ -541,43 +542,10 @@ def print_report(scan: Scan, fleet: Fleet, *, agent: bool) -> None:
     )
     gpu = f"{AGENT_NAMESPACE} {AGENT_METRIC}" if agent else "none (platform metrics only)"
     print(f"rule gpu_metric: {gpu}")
-    headers = ["kind", "resources", "listing", "metrics", "other", "API calls", "calls/resource"]
-    headers.append("metrics/resource")
-    rows: list[list[str]] = []
     kinds: list[tuple[str, int]] = [(VM, vms)]
     if endpoints:
         kinds.append((ENDPOINT, endpoints))
-    for kind, resources in (*kinds, ("shared (auth, other)", 0)):
-        counts = split["shared" if kind.startswith("shared") else kind]
-        calls = sum(counts.values())
-        rows.append(
-            [
-                kind,
-                f"{resources:,}" if resources else "-",
-                str(counts["listing"]),
-                str(counts["metrics"]),
-                str(counts["other"]),
-                str(calls),
-                _per(calls, resources),
-                _per(counts["metrics"], resources),
-            ]
-        )
-    listing = sum(c["listing"] for c in split.values())
-    metrics = sum(c["metrics"] for c in split.values())
-    other = sum(c["other"] for c in split.values())
-    rows.append(
-        [
-            "all",
-            f"{fleet.total:,}",
-            str(listing),
-            str(metrics),
-            str(other),
-            str(total),
-            _per(total, fleet.total),
-            _per(metrics, fleet.total),
-        ]
-    )
-    print(table(headers, rows, right={1, 2, 3, 4, 5, 6, 7}))
+    print(calls_table(split, kinds, "shared (auth, other)", fleet.total, total))
     print(
         "  (every request the server answered: pages, token requests and any long-running "
         "operation polls included)"
@@ -585,7 +553,7 @@ def print_report(scan: Scan, fleet: Fleet, *, agent: bool) -> None:
     print()
     vm_metrics = split[VM]["metrics"] / vms if vms else 0.0
     print(
-        f"VM metrics calls per VM: {vm_metrics:.4f}  ({_verdict(vm_metrics, TARGET_VM_METRICS)}"
+        f"VM metrics calls per VM: {vm_metrics:.4f}  ({verdict(vm_metrics, TARGET_VM_METRICS)}"
         f"; {len(SUBSCRIPTIONS)} subscriptions x {len(REGIONS)} regions x "
         f"{2 if agent else 1} metric namespace(s) = "
         f"{len(SUBSCRIPTIONS) * len(REGIONS) * (2 if agent else 1)} calls at least)"
@@ -644,7 +612,7 @@ def endpoint_metrics_note(scan: Scan, fleet: Fleet) -> str:
     calls = scoped + per_resource
     idle = fleet.idle[ENDPOINT]
     idle_deployments = sum(fleet.deployments.get(name, 0) for name in idle)
-    head = f"ML endpoint metrics calls per endpoint: {_per(calls, endpoints)} ({calls} calls)"
+    head = f"ML endpoint metrics calls per endpoint: {per(calls, endpoints)} ({calls} calls)"
     if scoped:
         return (
             f"{head}: batched, {scoped} Metrics - List At Subscription Scope call(s) for the "

@@ -46,7 +46,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-from harness import Measured, janitor_command, measure, scratch_dir, table, version
+from harness import (
+    Measured,
+    calls_table,
+    janitor_command,
+    measure,
+    scratch_dir,
+    verdict,
+    version,
+)
 from janitor.devserver.gcp import GcpDevServer, _Reply, write_service_account_key
 
 PROJECT = "ml-research-prod"
@@ -507,14 +515,6 @@ def split_calls(scan: Scan) -> dict[str, Counter[str]]:
     return out
 
 
-def _per(calls: int, resources: int) -> str:
-    return f"{calls / resources:.4f}" if resources else "-"
-
-
-def _verdict(value: float, target: float) -> str:
-    return f"target < {target:g}: {'met' if value < target else 'MISSED'}"
-
-
 def print_report(scan: Scan, fleet: Fleet, regions: Sequence[str]) -> None:
     m = scan.measured
     split = split_calls(scan)
@@ -527,40 +527,9 @@ def print_report(scan: Scan, fleet: Fleet, regions: Sequence[str]) -> None:
     )
     where = ", ".join(regions) if regions else "empty: every zone and Vertex AI location"
     print(f"gcp.regions: {where}")
-    headers = ["kind", "resources", "listing", "metrics", "other", "API calls", "calls/resource"]
-    headers.append("metrics/resource")
-    rows: list[list[str]] = []
-    for kind, resources in ((GCE, vms), (VERTEX, endpoints), ("shared (auth)", 0)):
-        counts = split["shared" if kind.startswith("shared") else kind]
-        calls = sum(counts.values())
-        rows.append(
-            [
-                kind,
-                f"{resources:,}" if resources else "-",
-                str(counts["listing"]),
-                str(counts["metrics"]),
-                str(counts["other"]),
-                str(calls),
-                _per(calls, resources),
-                _per(counts["metrics"], resources),
-            ]
-        )
+    kinds = [(GCE, vms), (VERTEX, endpoints)]
+    print(calls_table(split, kinds, "shared (auth)", fleet.total, total))
     metrics = sum(c["metrics"] for c in split.values())
-    listing = sum(c["listing"] for c in split.values())
-    other = sum(c["other"] for c in split.values())
-    rows.append(
-        [
-            "all",
-            f"{fleet.total:,}",
-            str(listing),
-            str(metrics),
-            str(other),
-            str(total),
-            _per(total, fleet.total),
-            _per(metrics, fleet.total),
-        ]
-    )
-    print(table(headers, rows, right={1, 2, 3, 4, 5, 6, 7}))
     print(
         "  (every request the server answered: pages and token requests included; other = "
         "auth (token) and the Vertex AI Locations API)"
@@ -568,8 +537,8 @@ def print_report(scan: Scan, fleet: Fleet, regions: Sequence[str]) -> None:
     print()
     per_metric = metrics / fleet.total
     per_call = total / fleet.total
-    print(f"metrics calls per resource: {per_metric:.4f}  ({_verdict(per_metric, TARGET_METRICS)})")
-    print(f"API calls per resource:     {per_call:.4f}  ({_verdict(per_call, TARGET_TOTAL)})")
+    print(f"metrics calls per resource: {per_metric:.4f}  ({verdict(per_metric, TARGET_METRICS)})")
+    print(f"API calls per resource:     {per_call:.4f}  ({verdict(per_call, TARGET_TOTAL)})")
     print()
     print("calls by operation:")
     for operation, n in sorted(scan.calls.items(), key=lambda item: (-item[1], item[0])):

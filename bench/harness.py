@@ -130,3 +130,57 @@ def top_operations(calls: Counter[str], count: int) -> str:
     if rest := len(calls) - len(most):
         text += f", +{rest} more op(s)"
     return text
+
+
+def per(calls: int, resources: int) -> str:
+    """Calls per resource, to four places ("-" when there is no resource)."""
+    return f"{calls / resources:.4f}" if resources else "-"
+
+
+def verdict(value: float, target: float) -> str:
+    return f"target < {target:g}: {'met' if value < target else 'MISSED'}"
+
+
+def calls_table(
+    split: Mapping[str, Mapping[str, int]],
+    kinds: Sequence[tuple[str, int]],
+    shared: str,
+    total_resources: int,
+    total_calls: int,
+) -> str:
+    """The listing / metrics / other split per kind (`split[kind]`, and `split["shared"]` for
+    the calls no kind made, shown as `shared`), then all of them, with calls per resource."""
+    headers = ["kind", "resources", "listing", "metrics", "other", "API calls", "calls/resource"]
+    headers.append("metrics/resource")
+    rows: list[list[str]] = []
+    for kind, resources in (*kinds, (shared, 0)):
+        counts = split["shared" if kind == shared else kind]
+        calls = sum(counts.values())
+        rows.append(
+            [
+                kind,
+                f"{resources:,}" if resources else "-",
+                str(counts["listing"]),
+                str(counts["metrics"]),
+                str(counts["other"]),
+                str(calls),
+                per(calls, resources),
+                per(counts["metrics"], resources),
+            ]
+        )
+    totals = {
+        c: sum(counts[c] for counts in split.values()) for c in ("listing", "metrics", "other")
+    }
+    rows.append(
+        [
+            "all",
+            f"{total_resources:,}",
+            str(totals["listing"]),
+            str(totals["metrics"]),
+            str(totals["other"]),
+            str(total_calls),
+            per(total_calls, total_resources),
+            per(totals["metrics"], total_resources),
+        ]
+    )
+    return table(headers, rows, right={1, 2, 3, 4, 5, 6, 7})
