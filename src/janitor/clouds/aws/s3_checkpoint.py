@@ -261,8 +261,8 @@ class S3CheckpointScanner:
             listed_prefix=target.prefix,
             plan=plan.summary(),
             notes=list(plan.notes),
-            monthly_storage_usd=None if cost is None else round(cost, 2),
-            monthly_saving_usd=None if saving is None else round(saving, 2),
+            monthly_storage_usd=None if cost is None else round(cost, 6),
+            monthly_saving_usd=None if saving is None else round(saving, 6),
         )
         ident = f"s3://{target.bucket}/{run.prefix}"
         return Resource(
@@ -335,6 +335,10 @@ def copy_to_class(
     """Change one object's class in place, conditional on `etag` (ClientError 412 if changed):
     CopyObject up to `threshold`, a multipart UploadPartCopy above it. Metadata and tags kept."""
     source: Any = {"Bucket": bucket, "Key": key}
+    # Checked here and again by S3 itself (CopySourceIfMatch) on the copy.
+    head = s3.head_object(Bucket=bucket, Key=key)
+    if head.get("ETag") != etag:
+        raise ObjectChanged(f"{key}: ETag {head.get('ETag')} is not the scanned {etag}")
     if size <= threshold:
         s3.copy_object(
             Bucket=bucket,
@@ -346,7 +350,6 @@ def copy_to_class(
             TaggingDirective="COPY",
         )
         return
-    head = s3.head_object(Bucket=bucket, Key=key, IfMatch=etag)
     tagset = s3.get_object_tagging(Bucket=bucket, Key=key).get("TagSet", [])
     extra: dict[str, Any] = {"Metadata": head.get("Metadata", {})}
     for field in ("ContentType", "ContentEncoding", "ContentDisposition", "CacheControl"):
@@ -378,6 +381,10 @@ def copy_to_class(
     except BaseException:
         s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
         raise
+
+
+class ObjectChanged(Exception):
+    """The object is not the one the scan saw (its ETag differs): it is left alone."""
 
 
 class S3CheckpointStopper:
@@ -462,6 +469,16 @@ class S3CheckpointStopper:
         }
         return StopPlan(fresh, recipe)
 
+    def _bucket_exists(self, bucket: str) -> bool:
+        """HEAD answers a bare 404 for a missing key and a missing bucket alike."""
+        try:
+            self._s3.head_bucket(Bucket=bucket)
+        except ClientError as exc:
+            if _code(exc) in _GONE:
+                return False
+            raise
+        return True
+
     def act(self, plan: StopPlan) -> StopResult:
         assert plan.recipe is not None
         recipe = plan.recipe
@@ -481,9 +498,12 @@ class S3CheckpointStopper:
                     part_size=self.part_size,
                 )
                 done += 1
+            except ObjectChanged:
+                skipped += 1
+                notes.append(f"{move['key']}: modified since the scan, skipped")
             except ClientError as exc:
                 code = _code(exc)
-                if code == "NoSuchBucket":
+                if code in _GONE and not self._bucket_exists(bucket):
                     return StopResult(
                         StopOutcome.NOT_FOUND if not done else StopOutcome.FAILED,
                         f"bucket {bucket} vanished after {done} objects",
@@ -501,7 +521,7 @@ class S3CheckpointStopper:
             try:
                 head = self._s3.head_object(Bucket=bucket, Key=key)
             except ClientError as exc:
-                if _code(exc) == "NoSuchBucket":
+                if not self._bucket_exists(bucket):
                     return StopResult(StopOutcome.NOT_FOUND, f"bucket {bucket} vanished")
                 skipped += 1
                 continue
@@ -529,7 +549,7 @@ class S3CheckpointStopper:
             try:
                 head = self._s3.head_object(Bucket=bucket, Key=key)
             except ClientError as exc:
-                if _code(exc) == "NoSuchBucket":
+                if not self._bucket_exists(bucket):
                     raise RestoreFailed(f"bucket {bucket} no longer exists") from None
                 if _code(exc) in _GONE:
                     skipped += 1
