@@ -44,7 +44,9 @@ class Env:
         self.sagemaker: SageMakerClient = scope.client("sagemaker")
         self.handlers: KindHandlers = build(scope, self.rule)
 
-    def bucket(self, name: str, *, tagged: bool = True, tags: Mapping[str, str] | None = None) -> str:
+    def bucket(
+        self, name: str, *, tagged: bool = True, tags: Mapping[str, str] | None = None
+    ) -> str:
         self.s3.create_bucket(Bucket=name)
         tag_set: dict[str, str] = dict(tags or {})
         if tagged:
@@ -80,7 +82,9 @@ class Env:
     def classes(self, bucket: str) -> dict[str, str]:
         pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
         return {
-            o["Key"]: str(o.get("StorageClass", "STANDARD")) for p in pages for o in p.get("Contents", [])
+            o["Key"]: str(o.get("StorageClass", "STANDARD"))
+            for p in pages
+            for o in p.get("Contents", [])
         }
 
     def scan(self) -> dict[str, Resource]:
@@ -97,7 +101,9 @@ def env(scope: ScopeFactory, aws_env: AwsDevServer) -> Env:
 
 def _run(env: Env, bucket: str, prefix: str, days: float, steps: tuple[int, ...]) -> None:
     for step in steps:
-        env.put(bucket, f"{prefix}checkpoint-{step}/model.safetensors", days_ago=days + 1 - step / 1e4)
+        env.put(
+            bucket, f"{prefix}checkpoint-{step}/model.safetensors", days_ago=days + 1 - step / 1e4
+        )
     env.put(bucket, f"{prefix}config.json", days_ago=days + 5, size=10)
 
 
@@ -201,7 +207,9 @@ def test_archive_keeps_the_newest_and_other_files_then_restore_moves_back(env: E
     _run(env, "arc", "r/", 70, (1, 2, 3))
     env.put("arc", "r/checkpoint-1/model.safetensors", days_ago=71, tagging="team=ml")
     env.s3.put_object_tagging(
-        Bucket="arc", Key="r/checkpoint-2/model.safetensors", Tagging={"TagSet": [{"Key": "k", "Value": "v"}]}
+        Bucket="arc",
+        Key="r/checkpoint-2/model.safetensors",
+        Tagging={"TagSet": [{"Key": "k", "Value": "v"}]},
     )
     plan = env.plan("s3://arc/r/")
     assert plan.recipe is not None

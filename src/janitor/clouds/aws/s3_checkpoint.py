@@ -95,9 +95,7 @@ def _bucket_region(s3: S3Client, bucket: str) -> str:
 def model_references(sagemaker: SageMakerClient) -> dict[str, list[str]]:
     """bucket -> keys or key prefixes that a live SageMaker model's ModelDataUrl names."""
     refs: dict[str, list[str]] = {}
-    for page in sagemaker.get_paginator("list_models").paginate(
-        PaginationConfig={"PageSize": 100}
-    ):
+    for page in sagemaker.get_paginator("list_models").paginate(PaginationConfig={"PageSize": 100}):
         for summary in page.get("Models", []):
             model: Any = sagemaker.describe_model(ModelName=summary["ModelName"])
             containers = [model.get("PrimaryContainer") or {}, *model.get("Containers", [])]
@@ -187,7 +185,7 @@ class S3CheckpointScanner:
                     continue
                 tags = _bucket_tags(self._s3, name)
             except ClientError as exc:
-                if name in listed or not _code(exc) in _GONE:
+                if name in listed or _code(exc) not in _GONE:
                     self.scan_warnings.append(f"s3://{name}: {one_line(exc)}")
                 continue
             except BotoCoreError as exc:
@@ -291,9 +289,9 @@ class S3CheckpointScanner:
 def read_marker(s3: S3Client, bucket: str, key: str) -> str:
     """The marker's value: its first bytes (a bounded, ranged GET). Unreadable exempts."""
     try:
-        body = s3.get_object(
-            Bucket=bucket, Key=key, Range=f"bytes=0-{ckpt.MARKER_READ_BYTES - 1}"
-        )["Body"].read(ckpt.MARKER_READ_BYTES)
+        body = s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{ckpt.MARKER_READ_BYTES - 1}")[
+            "Body"
+        ].read(ckpt.MARKER_READ_BYTES)
     except (ClientError, BotoCoreError):
         return "true"
     return ckpt.marker_value(body)
@@ -351,15 +349,14 @@ def copy_to_class(
         )
         return
     tagset = s3.get_object_tagging(Bucket=bucket, Key=key).get("TagSet", [])
-    extra: dict[str, Any] = {"Metadata": head.get("Metadata", {})}
+    facts: Mapping[str, Any] = head
+    extra: dict[str, Any] = {"Metadata": facts.get("Metadata", {}), "StorageClass": storage_class}
     for field in ("ContentType", "ContentEncoding", "ContentDisposition", "CacheControl"):
-        if head.get(field):
-            extra[field] = head[field]  # type: ignore[literal-required]
+        if facts.get(field):
+            extra[field] = facts[field]
     if tagset:
         extra["Tagging"] = urllib.parse.urlencode([(t["Key"], t["Value"]) for t in tagset])
-    upload = s3.create_multipart_upload(
-        Bucket=bucket, Key=key, StorageClass=storage_class, **extra  # type: ignore[arg-type]
-    )
+    upload = s3.create_multipart_upload(Bucket=bucket, Key=key, **extra)
     upload_id = upload["UploadId"]
     try:
         parts: list[Any] = []
@@ -450,7 +447,9 @@ class S3CheckpointStopper:
         if plan.nothing_to_do:
             return StopPlan(
                 fresh,
-                refusal=StopResult(StopOutcome.ALREADY_STOPPED, f"nothing to move: {plan.summary()}"),
+                refusal=StopResult(
+                    StopOutcome.ALREADY_STOPPED, f"nothing to move: {plan.summary()}"
+                ),
             )
         recipe = {
             "kind": KIND,
@@ -460,12 +459,18 @@ class S3CheckpointStopper:
             "prefix": prefix,
             "action": plan.action.value,
             "moves": [
-                {"key": m.key, "from": m.from_class, "to": m.to_class, "etag": m.version,
-                 "size": m.size}
+                {
+                    "key": m.key,
+                    "from": m.from_class,
+                    "to": m.to_class,
+                    "etag": m.version,
+                    "size": m.size,
+                }
                 for m in plan.moves
             ],
-            "deletes": [{"key": o.key, "etag": o.version, "class": o.storage_class}
-                        for o in plan.deletes],
+            "deletes": [
+                {"key": o.key, "etag": o.version, "class": o.storage_class} for o in plan.deletes
+            ],
         }
         return StopPlan(fresh, recipe)
 
@@ -520,7 +525,7 @@ class S3CheckpointStopper:
             key = str(obj["key"])
             try:
                 head = self._s3.head_object(Bucket=bucket, Key=key)
-            except ClientError as exc:
+            except ClientError:
                 if not self._bucket_exists(bucket):
                     return StopResult(StopOutcome.NOT_FOUND, f"bucket {bucket} vanished")
                 skipped += 1
@@ -542,7 +547,9 @@ class S3CheckpointStopper:
     def restore(self, recipe: Mapping[str, Any]) -> str:
         bucket = str(recipe["bucket"])
         if recipe.get("action") == "delete":
-            raise RestoreFailed(f"s3://{bucket}/{recipe['prefix']}: deleted objects cannot be restored")
+            raise RestoreFailed(
+                f"s3://{bucket}/{recipe['prefix']}: deleted objects cannot be restored"
+            )
         moved = skipped = 0
         for move in recipe["moves"]:
             key = str(move["key"])
