@@ -23,7 +23,7 @@ cannot be restored.
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -581,9 +581,6 @@ class S3CheckpointStopper:
         if skipped:
             message += f"; {skipped} already back or gone"
         return message
-
-
-Factory = Callable[[AwsScope, "Rule"], KindHandlers]
 
 
 def build(scope: AwsScope, rule: Rule) -> KindHandlers:
