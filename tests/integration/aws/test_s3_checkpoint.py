@@ -5,6 +5,7 @@ this process and stamps LastModified from it)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -337,3 +338,21 @@ def test_delete_only_under_action_delete_and_never_the_newest(
     result = env.handlers.stopper.act(plan)
     assert result.outcome is StopOutcome.STOPPED
     assert set(env.classes("del")) == {"r/checkpoint-3/model.safetensors", "r/config.json"}
+
+
+def test_the_listing_streams_pages_of_a_thousand_keys(env: Env) -> None:
+    env.bucket("paged")
+    with ThreadPoolExecutor(4) as pool:
+        list(
+            pool.map(
+                lambda i: env.s3.put_object(
+                    Bucket="paged", Key=f"r/checkpoint-{i:04d}/m.pt", Body=b""
+                ),
+                range(1001),
+            )
+        )
+    env.server.reset_calls()
+    found = env.scan()
+    assert found["s3://paged/r/"].details["checkpoint_count"] == 1001
+    # GetBucketLocation, GetBucketTagging, then two ListObjectsV2 pages: 1,000 keys and 1.
+    assert env.server.calls["s3.GET /paged"] == 4
