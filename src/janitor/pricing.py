@@ -190,6 +190,10 @@ def monthly_cost_usd(resource: Resource, catalog: PriceCatalog | None = None) ->
     """
     if resource.details.get("lifecycle", "on-demand") != "on-demand":
         return None  # spot, capacity blocks...: the catalog holds on-demand prices only
+    if "monthly_storage_usd" in resource.details:
+        # Storage kinds (checkpoints) price themselves per GB-month and class at the scan.
+        stored = resource.details["monthly_storage_usd"]
+        return float(stored) if isinstance(stored, int | float) else None
     cat = catalog if catalog is not None else load_catalog()
     region = resource.ref.region
     if "units" in resource.details:

@@ -215,7 +215,7 @@ def test_rule_settings_override_defaults(tmp_path: Path) -> None:
             [
                 "rule 'tpu' (rules[1]): kind:",
                 "unknown kind 'aws.tpu'",
-                "known kinds: aws.ec2-gpu, aws.sagemaker-endpoint, aws.sagemaker-notebook",
+                "known kinds: aws.ec2-gpu, aws.s3-checkpoint, aws.sagemaker-endpoint,",
             ],
             id="unknown-kind-lists-known",
         ),

@@ -118,6 +118,42 @@ _SPECS: tuple[KindSpec, ...] = (
         factory="janitor.clouds.aws.ec2_gpu:build",
     ),
     KindSpec(
+        name="aws.s3-checkpoint",
+        cloud=Cloud.AWS,
+        title="Training run of checkpoints in S3 (tagged janitor-checkpoints=true, or listed)",
+        evidence=(
+            "newest LastModified of any object in the run's prefix (ListObjectsV2, 1,000 keys "
+            "a page); reads are not seen"
+        ),
+        confidence=Confidence.MEDIUM,
+        action="archive",
+        read_permissions=(
+            "s3:ListAllMyBuckets",
+            "s3:GetBucketLocation",
+            "s3:GetBucketTagging",
+            "s3:ListBucket",
+            "s3:GetObject",
+            "sagemaker:ListModels",
+            "sagemaker:DescribeModel",
+        ),
+        action_permissions=(
+            "s3:ListBucket",
+            "s3:GetObject",
+            "s3:GetObjectTagging",
+            "s3:PutObject",
+            "s3:PutObjectTagging",
+            "s3:AbortMultipartUpload",
+            "s3:DeleteObject",
+            "sagemaker:ListModels",
+            "sagemaker:DescribeModel",
+        ),
+        stoppable_states=("stored",),
+        thresholds={},
+        options=("checkpoints",),
+        actions=("delete",),
+        factory="janitor.clouds.aws.s3_checkpoint:build",
+    ),
+    KindSpec(
         name="gcp.gce-gpu",
         cloud=Cloud.GCP,
         title="Compute Engine VM with GPUs (attached, or a2/a3/a4/a4x/g2/g4 machine types)",
